@@ -1,0 +1,4 @@
+//! Data sources: the analytic 2-D tree toy and array files.
+pub mod mt19937;
+pub mod npy;
+pub mod toy2d;

@@ -1,0 +1,467 @@
+//! The 2-D "tree" toy: a Gaussian mixture shaped like two fractal trees (classes A and B),
+//! with exact log-density, exact score and exact sampling at any noise level σ.
+//!
+//! Construction: Karras et al. 2024, "Guiding a diffusion model with a bad version of
+//! itself", `toy_example.py` (`gt()`), ported so that the components are bit-compatible:
+//! NumPy's legacy `RandomState(seed).randn()` drives branch lengths and angles.
+//!
+//! Noisy density (heat diffusion): p(x; σ) = Σ_k φ_k N(x; μ_k, Σ_k + σ²I), and the score
+//! ∇ log p = Σ_k w_k (Σ_k + σ²I)⁻¹ (μ_k − x) / Σ_k w_k with w_k = φ_k N(x; μ_k, Σ_k + σ²I).
+//!
+//! The hot path is the exact score of a training batch (4096 points × 1016 components).
+//! [`Mixture::eval`] makes one pass per point over the components in structure-of-arrays
+//! form: first a transcendental-free upper bound of every log-weight, then the exact terms
+//! only for components whose bound is within [`PRUNE_NATS`] of the largest exact log-weight.
+//! A pruned component weighs less than e^-40 ≈ 4e-18 of the total, below f64 resolution.
+
+use super::mt19937::LegacyRandomState;
+use crate::rng::Rng;
+use rayon::prelude::*;
+use std::f64::consts::PI;
+
+/// Components pruned from a point's sums weigh below e^-PRUNE_NATS of the largest one.
+pub const PRUNE_NATS: f64 = 40.0;
+/// ln(2π), the Gaussian normaliser in two dimensions.
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Which trees the mixture contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Classes {
+    A,
+    B,
+    AB,
+}
+
+impl Classes {
+    fn contains(self, class: u8) -> bool {
+        match self {
+            Classes::A => class == 0,
+            Classes::B => class == 1,
+            Classes::AB => true,
+        }
+    }
+}
+
+/// One Gaussian of the tree, before normalisation of the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// Mixture weight (normalised over the selected classes by [`tree`]).
+    pub phi: f64,
+    pub mu: [f64; 2],
+    /// Covariance, row-major `[[xx, xy], [yx, yy]]`.
+    pub cov: [[f64; 2]; 2],
+    /// Branch depth 0..6.
+    pub depth: u32,
+    /// 0 for class A, 1 for class B.
+    pub class: u8,
+}
+
+/// The published construction parameters.
+pub const ORIGIN: [f64; 2] = [0.0030, 0.0325];
+pub const SCALE: [f64; 2] = [1.3136, 1.3844];
+/// The seed of the published toy.
+pub const TREE_SEED: u32 = 2;
+
+/// The tree's components in generation order, weights normalised over `classes`.
+pub fn tree(classes: Classes, seed: u32) -> Vec<Component> {
+    let mut rnd = LegacyRandomState::new(seed);
+    let mut comps = Vec::with_capacity(2032);
+    recurse(&mut rnd, &mut comps, 0, 0, ORIGIN, PI * 0.25);
+    recurse(&mut rnd, &mut comps, 1, 0, ORIGIN, PI * 1.25);
+    comps.retain(|c| classes.contains(c.class));
+    let total: f64 = comps.iter().map(|c| c.phi).sum();
+    for c in &mut comps {
+        c.phi /= total;
+    }
+    comps
+}
+
+fn recurse(
+    rnd: &mut LegacyRandomState,
+    comps: &mut Vec<Component>,
+    class: u8,
+    depth: u32,
+    pos: [f64; 2],
+    angle: f64,
+) {
+    if depth >= 7 {
+        return;
+    }
+    let dir = [angle.cos(), angle.sin()];
+    let dist = 0.292 * 0.8f64.powi(depth as i32) * (rnd.randn() * 0.2 + 1.0);
+    let thick = 0.2 * 0.8f64.powi(depth as i32) / dist;
+    let size = [SCALE[0] * dist * 0.06, SCALE[1] * dist * 0.06];
+    let outer = [[dir[0] * dir[0], dir[0] * dir[1]], [dir[1] * dir[0], dir[1] * dir[1]]];
+    // np.linspace(0.07, 0.93, 8): i * step + start, the last one exactly the stop.
+    let step = (0.93 - 0.07) / 7.0;
+    for i in 0..8 {
+        let t = if i == 7 { 0.93 } else { i as f64 * step + 0.07 };
+        let mut cov = [[0.0; 2]; 2];
+        for r in 0..2 {
+            for c in 0..2 {
+                let eye = if r == c { 1.0 } else { 0.0 };
+                cov[r][c] =
+                    (outer[r][c] + (eye - outer[r][c]) * (thick * thick)) * (size[r] * size[c]);
+            }
+        }
+        comps.push(Component {
+            phi: dist * 0.5f64.powi(depth as i32),
+            mu: [
+                (pos[0] + dir[0] * dist * t) * SCALE[0],
+                (pos[1] + dir[1] * dist * t) * SCALE[1],
+            ],
+            cov,
+            depth,
+            class,
+        });
+    }
+    for sign in [1.0, -1.0] {
+        let child_angle = angle + sign * 0.7f64.powi(depth as i32) * (rnd.randn() * 0.2 + 1.0);
+        let child_pos = [pos[0] + dir[0] * dist, pos[1] + dir[1] * dist];
+        recurse(rnd, comps, class, depth + 1, child_pos, child_angle);
+    }
+}
+
+/// A Gaussian mixture in 2-D, stored as structure-of-arrays for the exact-score kernel.
+#[derive(Debug, Clone)]
+pub struct Mixture {
+    comps: Vec<Component>,
+    mux: Vec<f64>,
+    muy: Vec<f64>,
+    cxx: Vec<f64>,
+    cxy: Vec<f64>,
+    cyy: Vec<f64>,
+    lmax: Vec<f64>,
+    log_phi: Vec<f64>,
+    lmin_all: f64,
+    /// Cholesky factors for sampling: Σ = L Lᵀ, L = [[l11, 0], [l21, l22]].
+    chol: Vec<[f64; 3]>,
+    /// Cumulative weights for exact component choice.
+    cdf: Vec<f64>,
+}
+
+/// log p(x; σ) and ∇ log p(x; σ) at one point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eval {
+    pub logp: f64,
+    pub score: [f64; 2],
+}
+
+impl Mixture {
+    /// The published tree toy for `classes`.
+    pub fn tree(classes: Classes) -> Self {
+        Self::new(tree(classes, TREE_SEED))
+    }
+
+    /// A mixture of the given components; weights are renormalised to sum to one.
+    pub fn new(mut comps: Vec<Component>) -> Self {
+        assert!(!comps.is_empty(), "a mixture needs at least one component");
+        let total: f64 = comps.iter().map(|c| c.phi).sum();
+        for c in &mut comps {
+            c.phi /= total;
+        }
+        let mut m = Mixture {
+            mux: comps.iter().map(|c| c.mu[0]).collect(),
+            muy: comps.iter().map(|c| c.mu[1]).collect(),
+            cxx: comps.iter().map(|c| c.cov[0][0]).collect(),
+            cxy: comps.iter().map(|c| 0.5 * (c.cov[0][1] + c.cov[1][0])).collect(),
+            cyy: comps.iter().map(|c| c.cov[1][1]).collect(),
+            lmax: Vec::new(),
+            log_phi: comps.iter().map(|c| c.phi.ln()).collect(),
+            lmin_all: f64::INFINITY,
+            chol: Vec::new(),
+            cdf: Vec::new(),
+            comps,
+        };
+        for k in 0..m.comps.len() {
+            let (a, b, c) = (m.cxx[k], m.cxy[k], m.cyy[k]);
+            let mid = 0.5 * (a + c);
+            let rad = (0.25 * (a - c) * (a - c) + b * b).sqrt();
+            m.lmax.push(mid + rad);
+            m.lmin_all = m.lmin_all.min((mid - rad).max(0.0));
+            let l11 = a.sqrt();
+            let l21 = b / l11;
+            let l22 = (c - l21 * l21).max(0.0).sqrt();
+            m.chol.push([l11, l21, l22]);
+        }
+        let mut acc = 0.0;
+        m.cdf = m
+            .comps
+            .iter()
+            .map(|c| {
+                acc += c.phi;
+                acc
+            })
+            .collect();
+        m
+    }
+
+    /// The components (weights normalised).
+    pub fn components(&self) -> &[Component] {
+        &self.comps
+    }
+
+    /// The sub-mixture of components with depth ≥ `min_depth` (the toy's "outer branches").
+    pub fn outer(&self, min_depth: u32) -> Self {
+        Self::new(
+            self.comps
+                .iter()
+                .filter(|c| c.depth >= min_depth)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Exact log p(x; σ) and score at one point. `scratch` is reused between calls.
+    pub fn eval(&self, x: [f64; 2], sigma: f64, scratch: &mut Vec<f64>) -> Eval {
+        let s2 = sigma * sigma;
+        let n = self.mux.len();
+        // Pass 1: upper bound of each log-weight without the point-constant parts.
+        //   -½ ln det(Σ_k+σ²I) ≤ -ln(λ_min,all + σ²),  q_k ≥ |x-μ_k|² / (λ_max,k + σ²).
+        scratch.clear();
+        scratch.resize(n, 0.0);
+        let mut best = 0;
+        let mut best_ub = f64::NEG_INFINITY;
+        for k in 0..n {
+            let dx = x[0] - self.mux[k];
+            let dy = x[1] - self.muy[k];
+            let ub = self.log_phi[k] - 0.5 * (dx * dx + dy * dy) / (self.lmax[k] + s2);
+            scratch[k] = ub;
+            if ub > best_ub {
+                best_ub = ub;
+                best = k;
+            }
+        }
+        let ub_const = -(self.lmin_all + s2).ln() - LN_2PI;
+        let m0 = self.exact_term(best, x, s2).0;
+        let cutoff = m0 - PRUNE_NATS - ub_const;
+        // Pass 2: exact terms of the components that can matter; log-sum-exp with a
+        // running maximum so a single pass suffices.
+        let mut max = f64::NEG_INFINITY;
+        let (mut sum, mut sx, mut sy) = (0.0, 0.0, 0.0);
+        for k in 0..n {
+            if scratch[k] < cutoff {
+                continue;
+            }
+            let (lw, vx, vy) = self.exact_term(k, x, s2);
+            if lw > max {
+                let r = (max - lw).exp();
+                sum *= r;
+                sx *= r;
+                sy *= r;
+                max = lw;
+            }
+            let w = (lw - max).exp();
+            sum += w;
+            sx += w * vx;
+            sy += w * vy;
+        }
+        Eval {
+            logp: max + sum.ln(),
+            score: [sx / sum, sy / sum],
+        }
+    }
+
+    /// (log φ_k N(x; μ_k, Σ_k+σ²I), and (Σ_k+σ²I)⁻¹(μ_k − x)).
+    #[inline]
+    fn exact_term(&self, k: usize, x: [f64; 2], s2: f64) -> (f64, f64, f64) {
+        let dx = x[0] - self.mux[k];
+        let dy = x[1] - self.muy[k];
+        let a = self.cxx[k] + s2;
+        let b = self.cxy[k];
+        let c = self.cyy[k] + s2;
+        let det = a * c - b * b;
+        let inv = 1.0 / det;
+        let ix = (c * dx - b * dy) * inv; // (Σ')⁻¹ (x − μ)
+        let iy = (a * dy - b * dx) * inv;
+        let q = dx * ix + dy * iy;
+        let lw = self.log_phi[k] - LN_2PI - 0.5 * det.ln() - 0.5 * q;
+        (lw, -ix, -iy)
+    }
+
+    /// Exact log p(x; σ) for many points, in parallel.
+    pub fn logp_batch(&self, xs: &[[f64; 2]], sigma: f64) -> Vec<f64> {
+        xs.par_iter()
+            .map_init(Vec::new, |s, &x| self.eval(x, sigma, s).logp)
+            .collect()
+    }
+
+    /// Exact scores for many points, each with its own σ, in parallel.
+    pub fn score_batch(&self, xs: &[[f64; 2]], sigmas: &[f64]) -> Vec<[f64; 2]> {
+        assert_eq!(xs.len(), sigmas.len(), "one σ per point");
+        xs.par_iter()
+            .zip(sigmas.par_iter())
+            .with_min_len(64)
+            .map_init(Vec::new, |s, (&x, &sig)| self.eval(x, sig, s).score)
+            .collect()
+    }
+
+    /// An exact sample of p(x; σ): component k ∝ φ_k, then μ_k + L ε₁ + σ ε₂.
+    pub fn sample(&self, rng: &mut Rng, sigma: f64) -> [f64; 2] {
+        let u = rng.uniform();
+        let k = self.cdf.partition_point(|&c| c <= u).min(self.cdf.len() - 1);
+        let [l11, l21, l22] = self.chol[k];
+        let (e1, e2) = (rng.normal(), rng.normal());
+        let (n1, n2) = (rng.normal(), rng.normal());
+        [
+            self.mux[k] + l11 * e1 + sigma * n1,
+            self.muy[k] + l21 * e1 + l22 * e2 + sigma * n2,
+        ]
+    }
+
+    /// The naive reference: every component, no pruning, direct sums. For tests.
+    pub fn eval_naive(&self, x: [f64; 2], sigma: f64) -> Eval {
+        let s2 = sigma * sigma;
+        let terms: Vec<(f64, f64, f64)> = (0..self.mux.len())
+            .map(|k| self.exact_term(k, x, s2))
+            .collect();
+        let max = terms
+            .iter()
+            .map(|t| t.0)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = terms.iter().map(|t| (t.0 - max).exp()).sum();
+        let sx: f64 = terms.iter().map(|t| (t.0 - max).exp() * t.1).sum();
+        let sy: f64 = terms.iter().map(|t| (t.0 - max).exp() * t.2).sum();
+        Eval {
+            logp: max + sum.ln(),
+            score: [sx / sum, sy / sum],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::npy;
+    use crate::rng::Stream;
+    use std::path::PathBuf;
+
+    fn shared(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    }
+
+    fn check_against(path: &str, classes: Classes) {
+        let file = shared(path);
+        let arr = match npy::read_f64(&file) {
+            Ok(a) => a,
+            Err(e) => panic!("reference table {} unreadable: {e}", file.display()),
+        };
+        let comps = tree(classes, TREE_SEED);
+        assert_eq!(arr.shape, vec![comps.len(), 8]);
+        let mut worst: f64 = 0.0;
+        for (row, c) in arr.data.chunks(8).zip(&comps) {
+            let ours = [
+                c.phi,
+                c.mu[0],
+                c.mu[1],
+                c.cov[0][0],
+                c.cov[0][1],
+                c.cov[1][0],
+                c.cov[1][1],
+                c.depth as f64,
+            ];
+            for (a, b) in row.iter().zip(ours) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        assert!(worst < 1e-12, "{path}: max abs difference {worst:e}");
+    }
+
+    #[test]
+    fn reproduces_published_tree_a() {
+        check_against("toy_tree_A.npy", Classes::A);
+    }
+
+    #[test]
+    fn reproduces_published_tree_ab() {
+        check_against("toy_tree_AB.npy", Classes::AB);
+    }
+
+    #[test]
+    fn tree_has_1016_components_per_class() {
+        assert_eq!(tree(Classes::A, 2).len(), 1016);
+        assert_eq!(tree(Classes::B, 2).len(), 1016);
+        assert_eq!(tree(Classes::AB, 2).len(), 2032);
+        let s: f64 = tree(Classes::A, 2).iter().map(|c| c.phi).sum();
+        assert!((s - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pruned_kernel_matches_naive_sum() {
+        let m = Mixture::tree(Classes::A);
+        let mut rng = Rng::new(3, Stream::Eval, 0);
+        let mut s = Vec::new();
+        for i in 0..400 {
+            let sigma = [0.0, 0.002, 0.02, 0.1, 0.5, 2.0, 10.0][i % 7];
+            // Points both on the data and far from it.
+            let mut x = m.sample(&mut rng, sigma);
+            if i % 5 == 0 {
+                x = [rng.normal() * 3.0, rng.normal() * 3.0];
+            }
+            let a = m.eval(x, sigma, &mut s);
+            let b = m.eval_naive(x, sigma);
+            assert!((a.logp - b.logp).abs() < 1e-10 * (1.0 + b.logp.abs()), "{a:?} {b:?}");
+            for d in 0..2 {
+                let tol = 1e-9 * (1.0 + b.score[d].abs());
+                assert!((a.score[d] - b.score[d]).abs() < tol, "σ={sigma} {a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn score_is_gradient_of_logp() {
+        // Central finite differences of the exact log-density.
+        let m = Mixture::tree(Classes::A);
+        let mut rng = Rng::new(4, Stream::Eval, 0);
+        let mut s = Vec::new();
+        for sigma in [0.05, 0.3, 1.5] {
+            for _ in 0..20 {
+                let x = m.sample(&mut rng, sigma);
+                let e = m.eval(x, sigma, &mut s);
+                let h = 1e-5 * sigma.max(0.01);
+                for d in 0..2 {
+                    let mut xp = x;
+                    let mut xm = x;
+                    xp[d] += h;
+                    xm[d] -= h;
+                    let fd = (m.eval(xp, sigma, &mut s).logp - m.eval(xm, sigma, &mut s).logp)
+                        / (2.0 * h);
+                    let tol = 1e-4 * (1.0 + e.score[d].abs());
+                    assert!((fd - e.score[d]).abs() < tol, "σ={sigma} fd {fd} vs {}", e.score[d]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn density_integrates_to_one_and_samples_follow_it() {
+        // ∫ p(x; σ) dx over a grid (midpoint rule), and the sample mean vs the exact mean.
+        let m = Mixture::tree(Classes::A);
+        let sigma = 0.05;
+        let (lo, hi, n) = (-1.5, 2.5, 400);
+        let h = (hi - lo) / n as f64;
+        let mut pts = Vec::new();
+        for i in 0..n {
+            for j in 0..n {
+                pts.push([lo + (i as f64 + 0.5) * h, lo + (j as f64 + 0.5) * h]);
+            }
+        }
+        let mass: f64 = m.logp_batch(&pts, sigma).iter().map(|l| l.exp()).sum::<f64>() * h * h;
+        assert!((mass - 1.0).abs() < 2e-3, "mass {mass}");
+        let exact_mean: [f64; 2] = m.components().iter().fold([0.0, 0.0], |acc, c| {
+            [acc[0] + c.phi * c.mu[0], acc[1] + c.phi * c.mu[1]]
+        });
+        let mut rng = Rng::new(5, Stream::Eval, 0);
+        let k = 100_000;
+        let mut mean = [0.0, 0.0];
+        for _ in 0..k {
+            let x = m.sample(&mut rng, sigma);
+            mean[0] += x[0] / k as f64;
+            mean[1] += x[1] / k as f64;
+        }
+        for d in 0..2 {
+            // sd of the mean ≈ 0.3 / sqrt(1e5) ≈ 1e-3.
+            assert!((mean[d] - exact_mean[d]).abs() < 5e-3, "{mean:?} vs {exact_mean:?}");
+        }
+    }
+}
