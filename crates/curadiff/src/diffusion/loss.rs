@@ -1,0 +1,109 @@
+//! The per-example denoising loss in F-space (Karras et al. 2022, eq. 2 and Sec. 5):
+//!
+//!   λ(σ)·‖D(x; σ) − y‖² = λ(σ)·c_out(σ)²·‖F − F_target‖²,  F_target = (y − c_skip·x)/c_out,
+//!
+//! computed per example so that online selection can rank examples. Both the weighted loss
+//! and the unweighted x0-error ‖D − y‖² (per dimension) are returned.
+
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::precond::Precond;
+
+/// Per-example loss weighting λ(σ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weighting {
+    /// λ = 1/σ²: the score-matching loss σ²‖s − s_θ‖² of the published toy.
+    Score,
+    /// λ = (σ² + σ_d²)/(σ·σ_d)²: EDM's weighting, which makes λ·c_out² = 1.
+    Edm,
+}
+
+impl Weighting {
+    /// λ(σ)·c_out(σ)², the weight on the F-space squared error.
+    pub fn f_weight(self, sigma: f64, sigma_data: f64) -> f64 {
+        match self {
+            Weighting::Score => sigma_data * sigma_data / (sigma * sigma + sigma_data * sigma_data),
+            Weighting::Edm => 1.0,
+        }
+    }
+}
+
+/// F_target = (y − c_skip·x)/c_out for a flat batch (`x`, `y` hold `sigma.len()` equal rows).
+pub fn f_target(x: &[f64], y: &[f64], sigma: &[f64], sigma_data: f64) -> Vec<f32> {
+    let per = x.len() / sigma.len().max(1);
+    x.chunks(per)
+        .zip(y.chunks(per))
+        .zip(sigma)
+        .flat_map(|((xr, yr), &s)| {
+            let p = Precond::new(s, sigma_data);
+            xr.iter()
+                .zip(yr)
+                .map(move |(&xv, &yv)| ((yv - p.c_skip * xv) / p.c_out) as f32)
+        })
+        .collect()
+}
+
+/// Per-example losses of one batch, each `[batch]`.
+pub struct PerExample {
+    /// λ(σ)·mean over dimensions of (D − y)²: what training minimises.
+    pub weighted: Tensor<1>,
+    /// mean over dimensions of (D − y)²: the unweighted x0-error (for noise schedules).
+    pub x0_error: Tensor<1>,
+}
+
+/// The per-example losses from the network output `f` and its target (both `[batch, …]`).
+pub fn per_example<const D: usize>(
+    f: Tensor<D>,
+    f_target: Tensor<D>,
+    sigma: &[f64],
+    sigma_data: f64,
+    weighting: Weighting,
+) -> PerExample {
+    let n = sigma.len();
+    let device = f.device();
+    let sq = (f - f_target).square().flatten::<2>(1, D - 1).mean_dim(1).reshape([n]); // [batch]
+    let col = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &device);
+    let w = col(sigma.iter().map(|&s| weighting.f_weight(s, sigma_data) as f32).collect());
+    let c_out2 = col(
+        sigma
+            .iter()
+            .map(|&s| Precond::new(s, sigma_data).c_out.powi(2) as f32)
+            .collect(),
+    );
+    PerExample {
+        weighted: sq.clone() * w,
+        x0_error: sq.detach() * c_out2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    #[test]
+    fn f_space_loss_equals_denoiser_space_loss() {
+        // Hand case: σ = 0.5 = σ_d, x = (1, 2), y = (0, 1), F = (0.3, −0.2).
+        // c_skip = 0.5, c_out = 0.353553…; D = c_skip·x + c_out·F.
+        let (s, sd) = (0.5, 0.5);
+        let x = [1.0, 2.0];
+        let y = [0.0, 1.0];
+        let f = [0.3f32, -0.2];
+        let ft = f_target(&x, &y, &[s], sd);
+        let p = Precond::new(s, sd);
+        let d: Vec<f64> = (0..2).map(|i| p.c_skip * x[i] + p.c_out * f[i] as f64).collect();
+        let want_x0 = ((d[0] - y[0]).powi(2) + (d[1] - y[1]).powi(2)) / 2.0;
+        let dev = Device::flex();
+        let t = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, 2]), &dev);
+        // EDM λ at σ = σ_d = 0.5: (0.25 + 0.25)/(0.25·0.25) = 8.
+        for (wt, lam) in [(Weighting::Score, 1.0 / (s * s)), (Weighting::Edm, 8.0)] {
+            let l = per_example(t(f.to_vec()), t(ft.clone()), &[s], sd, wt);
+            let x0: f32 = l.x0_error.into_scalar();
+            let w: f32 = l.weighted.into_scalar();
+            assert!((x0 as f64 - want_x0).abs() < 1e-6, "{x0} vs {want_x0}");
+            assert!((w as f64 - lam * want_x0).abs() < 1e-5, "{wt:?}: {w} vs {}", lam * want_x0);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Denoiser networks and the magnitude-preserving layers they are built from.
+pub mod layers;
+pub mod mlp;

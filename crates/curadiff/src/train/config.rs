@@ -1,0 +1,292 @@
+//! The resolved configuration of a training run, its validation, and `--set key=value`
+//! overrides by dotted key path.
+//!
+//! A run directory stores the resolved config as `config.toml` before step 0; re-running with
+//! the same config resumes, a different one is refused.
+
+use crate::diffusion::DiffusionConfig;
+use crate::error::{Error, Result};
+use crate::models::mlp::MlpConfig;
+use crate::train::lr::LrConfig;
+use serde::{Deserialize, Serialize};
+
+/// Where training examples come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The data source. Only "toy" (the analytic 2-D tree) for now.
+    pub kind: String,
+    /// Toy classes: "A", "B" or "AB".
+    pub classes: crate::data::toy2d::Classes,
+}
+
+/// The regression target of the denoiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossTarget {
+    /// Exact score matching: the target is the exact posterior mean x + σ²∇log p(x;σ) of the
+    /// analytic toy (the published toy's training). Only for `data.kind = "toy"`.
+    Exact,
+    /// Ordinary denoising score matching: the target is the clean example y of x = y + n.
+    Dsm,
+}
+
+/// The optimiser and its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Examples per optimiser step.
+    pub batch: usize,
+    /// Training length in images (examples) trained on.
+    pub duration_nimg: u64,
+    /// Learning-rate schedule (in images trained).
+    pub lr: LrConfig,
+    /// Adam β₁.
+    pub beta1: f64,
+    /// Adam β₂.
+    pub beta2: f64,
+    /// Adam ε.
+    pub eps: f64,
+    /// Relative standard deviation of the power-function EMA (EDM2); 0 disables the EMA.
+    pub ema_sigma_rel: f64,
+    /// Loss target: "exact" (toy only) or "dsm".
+    pub target: LossTarget,
+    /// Write a line of stats.jsonl every this many images.
+    pub log_every_nimg: u64,
+    /// Write a checkpoint every this many images (and always at the end).
+    pub checkpoint_every_nimg: u64,
+    /// How many checkpoints to keep (the newest ones); at least 2, so a damaged newest one
+    /// leaves a usable older one.
+    pub keep_checkpoints: usize,
+}
+
+/// Sampler settings used by default when sampling from the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Heun steps (NFE = 2·steps − 1).
+    pub steps: usize,
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    /// ρ of the EDM time steps.
+    pub rho: f64,
+}
+
+/// Everything that determines a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name of the preset this config started from (informational).
+    pub preset: String,
+    /// Seed of every random stream of the run.
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: MlpConfig,
+    pub diffusion: DiffusionConfig,
+    pub train: TrainConfig,
+    pub sampler: SamplerConfig,
+}
+
+fn invalid(field: &str, why: impl Into<String>) -> Error {
+    Error::InvalidValue {
+        field: field.to_string(),
+        why: why.into(),
+    }
+}
+
+fn positive(field: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be a finite number > 0, got {v}")))
+    }
+}
+
+fn finite(field: &str, v: f64) -> Result<()> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be finite, got {v}")))
+    }
+}
+
+impl RunConfig {
+    /// Checks every field's range; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.data.kind != "toy" {
+            return Err(invalid(
+                "data.kind",
+                format!("unknown data source '{}'; valid: toy", self.data.kind),
+            ));
+        }
+        if self.model.width == 0 {
+            return Err(invalid("model.width", "must be at least 1"));
+        }
+        if self.model.layers == 0 {
+            return Err(invalid("model.layers", "must be at least 1"));
+        }
+        positive("diffusion.sigma_data", self.diffusion.sigma_data)?;
+        finite("diffusion.p_mean", self.diffusion.p_mean)?;
+        positive("diffusion.p_std", self.diffusion.p_std)?;
+        let t = &self.train;
+        if t.batch == 0 {
+            return Err(invalid("train.batch", "must be at least 1"));
+        }
+        if t.duration_nimg == 0 {
+            return Err(invalid("train.duration_nimg", "must be at least 1"));
+        }
+        positive("train.lr.lr", t.lr.lr)?;
+        if !(t.lr.t_ref_nimg.is_finite() && t.lr.t_ref_nimg >= 0.0) {
+            return Err(invalid("train.lr.t_ref_nimg", "must be finite and ≥ 0"));
+        }
+        if !(t.lr.rampup_nimg.is_finite() && t.lr.rampup_nimg >= 0.0) {
+            return Err(invalid("train.lr.rampup_nimg", "must be finite and ≥ 0"));
+        }
+        for (f, v) in [("train.beta1", t.beta1), ("train.beta2", t.beta2)] {
+            if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+                return Err(invalid(f, format!("must be in [0, 1), got {v}")));
+            }
+        }
+        positive("train.eps", t.eps)?;
+        if !(t.ema_sigma_rel.is_finite() && (0.0..0.28).contains(&t.ema_sigma_rel)) {
+            return Err(invalid(
+                "train.ema_sigma_rel",
+                format!("must be in [0, 0.28) (0 disables), got {}", t.ema_sigma_rel),
+            ));
+        }
+        if t.log_every_nimg == 0 {
+            return Err(invalid("train.log_every_nimg", "must be at least 1"));
+        }
+        if t.checkpoint_every_nimg == 0 {
+            return Err(invalid("train.checkpoint_every_nimg", "must be at least 1"));
+        }
+        if t.keep_checkpoints < 2 {
+            return Err(invalid("train.keep_checkpoints", "must be at least 2"));
+        }
+        let s = &self.sampler;
+        if s.steps == 0 {
+            return Err(invalid("sampler.steps", "must be at least 1"));
+        }
+        positive("sampler.sigma_min", s.sigma_min)?;
+        positive("sampler.sigma_max", s.sigma_max)?;
+        positive("sampler.rho", s.rho)?;
+        if s.sigma_min >= s.sigma_max {
+            return Err(invalid("sampler.sigma_min", "must be below sampler.sigma_max"));
+        }
+        Ok(())
+    }
+
+    /// The config as TOML text (the run directory's `config.toml`).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::Config(format!("cannot write config: {e}")))
+    }
+
+    /// Parses a `config.toml`.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config(format!("malformed config: {e}")))
+    }
+
+    /// Applies `key=value` overrides (dotted paths such as `train.batch=1024`).
+    pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
+        let mut value = toml::Value::try_from(self)
+            .map_err(|e| Error::Config(format!("cannot represent config: {e}")))?;
+        let keys = leaf_keys(&value, "");
+        for set in sets {
+            let (key, raw) = set.split_once('=').ok_or_else(|| {
+                Error::Config(format!("--set '{set}' is not of the form key=value"))
+            })?;
+            let key = key.trim();
+            if !keys.iter().any(|k| k == key) {
+                return Err(Error::UnknownKey {
+                    key: key.to_string(),
+                    valid: keys.join(", "),
+                });
+            }
+            let slot = lookup_mut(&mut value, key).ok_or_else(|| Error::UnknownKey {
+                key: key.to_string(),
+                valid: keys.join(", "),
+            })?;
+            *slot = parse_like(slot, raw.trim()).map_err(|why| invalid(key, why))?;
+        }
+        let cfg: RunConfig = value.try_into().map_err(|e: toml::de::Error| {
+            Error::Config(format!("invalid value in --set: {}", e.message()))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Dotted paths of the fields that differ between two configs.
+    pub fn diff(&self, other: &Self) -> Vec<String> {
+        let (Ok(a), Ok(b)) = (toml::Value::try_from(self), toml::Value::try_from(other)) else {
+            return vec!["<unrepresentable>".into()];
+        };
+        let mut out = Vec::new();
+        for k in leaf_keys(&a, "") {
+            let va = lookup(&a, &k);
+            let vb = lookup(&b, &k);
+            if va != vb {
+                let show = |v: Option<&toml::Value>| v.map_or("<missing>".into(), |v| v.to_string());
+                out.push(format!("{k}: {} here, {} in the run", show(vb), show(va)));
+            }
+        }
+        out
+    }
+}
+
+fn leaf_keys(v: &toml::Value, prefix: &str) -> Vec<String> {
+    match v {
+        toml::Value::Table(t) => t
+            .iter()
+            .flat_map(|(k, v)| {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_keys(v, &p)
+            })
+            .collect(),
+        _ => vec![prefix.to_string()],
+    }
+}
+
+fn lookup<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+fn lookup_mut<'a>(v: &'a mut toml::Value, key: &str) -> Option<&'a mut toml::Value> {
+    key.split('.').try_fold(v, |v, k| v.get_mut(k))
+}
+
+/// Parses `raw` into the same TOML type as `like`.
+fn parse_like(like: &toml::Value, raw: &str) -> std::result::Result<toml::Value, String> {
+    use toml::Value as V;
+    match like {
+        V::Integer(_) => {
+            let cleaned = raw.replace('_', "");
+            cleaned
+                .parse::<i64>()
+                .map(V::Integer)
+                .or_else(|_| {
+                    // Allow 2e6-style integers when they are whole.
+                    cleaned
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                        .map(|f| V::Integer(f as i64))
+                        .ok_or(())
+                })
+                .map_err(|_| format!("expected an integer, got '{raw}'"))
+        }
+        V::Float(_) => raw
+            .replace('_', "")
+            .parse::<f64>()
+            .map(V::Float)
+            .map_err(|_| format!("expected a number, got '{raw}'")),
+        V::Boolean(_) => raw
+            .parse::<bool>()
+            .map(V::Boolean)
+            .map_err(|_| format!("expected true or false, got '{raw}'")),
+        _ => Ok(V::String(raw.trim_matches('"').to_string())),
+    }
+}

@@ -1,0 +1,6 @@
+//! Training: config and presets, the loop, optimiser, EMA, checkpoints and stats.
+pub mod config;
+pub mod ema;
+pub mod lr;
+pub mod optim;
+pub mod params;
