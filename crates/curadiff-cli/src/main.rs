@@ -1,1 +1,308 @@
-fn main() {}
+//! `curadiff`: arguments → validated config → library. Exit codes: 0 success, 1 failure,
+//! 2 bad input (usage, config, files), 3 training diverged (non-finite loss).
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use curadiff::toyjob::{self, DemoConfig, Models, Weights};
+use curadiff::train::presets::{preset, PRESETS};
+use curadiff::train::run::{self, Observer};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "curadiff", version, about = "Diffusion training with data curation, measured at equal cost")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (or resume) a run: re-running the same command resumes from the newest checkpoint.
+    Train {
+        /// Preset name (see `curadiff presets`).
+        #[arg(long)]
+        preset: String,
+        /// Run directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Override a config field: --set train.batch=1024 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Seed of all random streams.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the resolved config and exit.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sample from a trained run, optionally autoguided by a second run.
+    Sample {
+        #[arg(long)]
+        run: PathBuf,
+        /// Guide run (a smaller or less-trained model of the same task).
+        #[arg(long, requires = "guidance")]
+        guide: Option<PathBuf>,
+        /// Guidance weight w (1 = no guidance).
+        #[arg(long, requires = "guide")]
+        guidance: Option<f64>,
+        /// Number of samples.
+        #[arg(long, default_value_t = 16_384)]
+        n: usize,
+        /// Sampling seed (sample i uses its own stream of this seed).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Use the raw weights instead of the EMA.
+        #[arg(long)]
+        raw: bool,
+        /// Output .npy (float32 [N, 2]).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write a scatter plot PNG here.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Evaluate samples (and optionally the model) and print JSON metrics.
+    Eval {
+        #[command(subcommand)]
+        what: EvalWhat,
+    },
+    /// The main job: train `toy` and `toy-guide`, sample unguided and autoguided (w = 3),
+    /// print exact metrics side by side and write plots.
+    Demo {
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Samples per column.
+        #[arg(long, default_value_t = 163_840)]
+        n: usize,
+        #[arg(long, default_value_t = 3.0)]
+        guidance: f64,
+        /// Overrides for both runs (e.g. --set train.duration_nimg=...).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Benchmarks: `--speed PRESET` times training steps split into data and model.
+    Bench {
+        /// Preset to time.
+        #[arg(long)]
+        speed: String,
+        /// Training steps to time (after 3 warm-up steps).
+        #[arg(long, default_value_t = 64)]
+        steps: u64,
+    },
+    /// List the presets and the results they reach.
+    Presets,
+}
+
+#[derive(Subcommand)]
+enum EvalWhat {
+    /// Exact toy metrics of a samples file.
+    Toy {
+        #[arg(long)]
+        samples: PathBuf,
+        /// Also compute model metrics (exact loss, ODE-L2) of this run.
+        #[arg(long)]
+        run: Option<PathBuf>,
+        #[arg(long, requires = "guidance")]
+        guide: Option<PathBuf>,
+        #[arg(long, requires = "guide")]
+        guidance: Option<f64>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+/// A progress bar over images trained.
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Observer for Bar {
+    fn progress(&mut self, nimg: u64, total: u64, loss: f64) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {percent}% nimg {human_pos}/{human_len} eta {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        bar.set_length(total);
+        bar.set_position(nimg);
+        bar.set_message(format!("loss {loss:.4}"));
+        if nimg >= total {
+            bar.finish();
+            self.bar = None;
+        }
+    }
+    fn note(&mut self, message: &str) {
+        match &self.bar {
+            Some(b) => b.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match execute(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_code(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    use curadiff::Error as E;
+    match e.chain().find_map(|c| c.downcast_ref::<E>()) {
+        Some(E::NonFiniteLoss { .. }) => 3,
+        Some(
+            E::UnknownPreset { .. }
+            | E::UnknownKey { .. }
+            | E::InvalidValue { .. }
+            | E::Config(_)
+            | E::ConfigMismatch { .. }
+            | E::BadFile { .. }
+            | E::BadCheckpoint { .. },
+        ) => 2,
+        _ => 1,
+    }
+}
+
+fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            preset: name,
+            out,
+            sets,
+            seed,
+            dry_run,
+        } => {
+            let mut cfg = preset(&name)?.with_overrides(&sets)?;
+            if let Some(s) = seed {
+                cfg.seed = s;
+            }
+            if dry_run {
+                print!("{}", cfg.to_toml()?);
+                return Ok(());
+            }
+            let o = run::train(&out, &cfg, &mut Bar { bar: None })
+                .with_context(|| format!("training {}", out.display()))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "run": out, "step": o.counters.step, "nimg": o.counters.nimg,
+                    "loss": o.last_loss, "seconds": o.counters.seconds,
+                    "resumed_from": o.resumed_from,
+                })
+            );
+        }
+        Command::Sample {
+            run,
+            guide,
+            guidance,
+            n,
+            seed,
+            raw,
+            out,
+            plot,
+        } => {
+            let g = guide.as_deref().zip(guidance);
+            let weights = if raw { Weights::Raw } else { Weights::Ema };
+            let models = Models::load(&run, g, weights)?;
+            let samples = models.sample(n, seed)?;
+            toyjob::write_samples(&out, &samples)?;
+            if let Some(p) = plot {
+                curadiff::plot::scatter::scatter_png(&models.mixture(), &samples, &p)?;
+            }
+            eprintln!("wrote {n} samples to {}", out.display());
+        }
+        Command::Eval {
+            what:
+                EvalWhat::Toy {
+                    samples,
+                    run,
+                    guide,
+                    guidance,
+                    seed,
+                },
+        } => {
+            let pts = toyjob::read_samples(&samples)?;
+            let mut json = serde_json::Map::new();
+            let classes = match &run {
+                Some(r) => run::RunDir::new(r).read_config()?.data.classes,
+                None => curadiff::data::toy2d::Classes::A,
+            };
+            let m = curadiff::data::toy2d::Mixture::tree(classes);
+            let sm = curadiff::eval::toy::sample_metrics(&m, &pts, seed)?;
+            json.insert("samples".into(), serde_json::to_value(sm)?);
+            if let Some(r) = run {
+                let models = Models::load(&r, guide.as_deref().zip(guidance), Weights::Ema)?;
+                json.insert("model".into(), serde_json::to_value(models.model_metrics(seed)?)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::Demo {
+            out,
+            seed,
+            n,
+            guidance,
+            sets,
+        } => {
+            let cfg = DemoConfig {
+                out,
+                seed,
+                n,
+                sample_seed: 7,
+                guidance,
+                sets,
+            };
+            let cols = toyjob::demo(&cfg, &mut Bar { bar: None })?;
+            println!("{}", demo_table(&cols));
+            println!("metrics: {}", cfg.out.join("metrics.json").display());
+        }
+        Command::Bench { speed, steps } => bench::speed(&speed, steps)?,
+        Command::Presets => {
+            for p in PRESETS {
+                println!("{:<12} {}", p.name, p.about);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn demo_table(cols: &[toyjob::Column]) -> String {
+    let mut s = format!("{:<22}", "metric");
+    for c in cols {
+        s += &format!("{:>16}", format!("{} w={}", c.name, c.guidance));
+    }
+    s.push('\n');
+    let rows: [(&str, fn(&toyjob::Column) -> f64); 7] = [
+        ("classification", |c| c.samples.classification),
+        ("mandala", |c| c.samples.mandala),
+        ("mmd", |c| c.samples.mmd),
+        ("mean loglik", |c| c.samples.mean_loglik),
+        ("ode_l2", |c| c.model.ode_l2),
+        ("exact loss (main)", |c| c.model.loss),
+        ("exact loss outer", |c| c.model.loss_outer),
+    ];
+    for (name, f) in rows {
+        s += &format!("{name:<22}");
+        for c in cols {
+            s += &format!("{:>16.5}", f(c));
+        }
+        s.push('\n');
+    }
+    for c in cols {
+        s += &format!("plot {}: {}\n", c.name, c.plot.display());
+    }
+    s
+}

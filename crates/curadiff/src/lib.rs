@@ -1,11 +1,15 @@
 //! curadiff: training EDM-style diffusion models with data-curation methods that can be
 //! switched on, combined and compared at equal wall-clock time and equal training samples.
 pub mod data;
+pub mod device;
 pub mod diffusion;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod models;
+pub mod plot;
 pub mod rng;
+pub mod toyjob;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -1,8 +1,9 @@
 //! The EDM Heun sampler (Karras et al. 2022, Algorithm 1, S_churn = 0).
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::denoiser::Denoiser;
+use crate::error::{Error, Result};
 
 /// EDM time steps σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i = 0…N−1,
 /// followed by σ_N = 0 (Karras et al. 2022, eq. 5).
@@ -42,10 +43,40 @@ pub fn heun<const D: usize>(denoiser: &dyn Denoiser<D>, x: Tensor<D>, sigmas: &[
     x
 }
 
+
+/// Draws `n` samples of dimension `dim` in chunks of `chunk`: sample `i` starts from
+/// `start(i)` (its own seeded stream, so results do not depend on the chunk size) at
+/// `sigmas[0]` and is integrated with [`heun`]. Returns `[n, dim]` row-major.
+pub fn sample_batched(
+    denoiser: &dyn Denoiser<2>,
+    start: &(dyn Fn(u64) -> Vec<f64> + Sync),
+    dim: usize,
+    n: usize,
+    sigmas: &[f64],
+    chunk: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(n * dim);
+    let chunk = chunk.max(1);
+    for lo in (0..n).step_by(chunk) {
+        let hi = (lo + chunk).min(n);
+        let x0: Vec<f32> = (lo..hi)
+            .flat_map(|i| start(i as u64))
+            .map(|v| v as f32)
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x0, [hi - lo, dim]), device);
+        let x = heun(denoiser, x, sigmas);
+        let v = x
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Model(format!("cannot read samples: {e:?}")))?;
+        out.extend(v);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
 
     #[test]
     fn sigmas_hit_endpoints() {

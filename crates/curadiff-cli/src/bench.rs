@@ -1,0 +1,56 @@
+//! `curadiff bench --speed PRESET`: training throughput split into data (exact samples and
+//! exact score) and model step (forward, backward, Adam, EMA).
+
+use anyhow::Result;
+use curadiff::data::toy2d::Mixture;
+use curadiff::diffusion::noise::LogNormal;
+use curadiff::train::batch::toy_batch;
+use curadiff::train::learner::ToyLearner;
+use curadiff::train::presets::preset;
+use std::time::Instant;
+
+/// Times `steps` training steps of `name` after 3 warm-up steps; prints one JSON line.
+pub fn speed(name: &str, steps: u64) -> Result<()> {
+    let cfg = preset(name)?;
+    let mixture = Mixture::tree(cfg.data.classes);
+    let mut noise = LogNormal {
+        p_mean: cfg.diffusion.p_mean,
+        p_std: cfg.diffusion.p_std,
+    };
+    let mut learner = ToyLearner::new(&cfg, &curadiff::device::training());
+    let (mut data, mut model) = (0.0, 0.0);
+    let warmup = 3;
+    for step in 0..warmup + steps {
+        let t = Instant::now();
+        let b = toy_batch(&mixture, &mut noise, cfg.train.target, cfg.seed, step, cfg.train.batch);
+        let t_data = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        learner.step(&b, cfg.train.lr.at(0.0))?;
+        learner.update_ema((step + 1) * cfg.train.batch as u64, cfg.train.batch);
+        let t_model = t.elapsed().as_secs_f64();
+        if step >= warmup {
+            data += t_data;
+            model += t_model;
+        }
+    }
+    let n = steps as f64;
+    let iters = cfg.train.duration_nimg as f64 / cfg.train.batch as f64;
+    let per_step = (data + model) / n;
+    println!(
+        "{}",
+        serde_json::json!({
+            "preset": name,
+            "batch": cfg.train.batch,
+            "threads": rayon_threads(),
+            "steps_timed": steps,
+            "steps_per_s": 1.0 / per_step,
+            "ms_per_step": { "data": 1e3 * data / n, "model": 1e3 * model / n, "total": 1e3 * per_step },
+            "projected_preset_seconds": per_step * iters,
+        })
+    );
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,2 @@
+//! Evaluation: exact metrics on the toy.
+pub mod toy;

@@ -1,0 +1,276 @@
+//! Exact metrics on the tree toy, computed against the analytic density and score.
+//!
+//! Sample metrics (from a `.npy` of samples alone):
+//! - classification: fraction of samples with ground-truth log p(x) ≥ −2.12 (the outline
+//!   contour; AJEST `is_sample_in_fractal`), counted over all samples;
+//! - mandala: over a 101×101 grid of cells 0.03 wide centred on the tree origin, the cells
+//!   holding at least one hit over the cells holding any sample (a precision that rewards
+//!   spread; samples outside the grid are dropped);
+//! - RBF MMD² (unbiased) against exact samples, and the mean ground-truth log-likelihood.
+//!
+//! Model metrics (need the network): the exact score-matching loss σ²·mean_d(s − s_θ)² on
+//! fresh samples at the training σ distribution (all components, and the outer branches of
+//! depth ≥ 5), and ODE-L2: the mean distance between endpoints of the model's and the exact
+//! score's probability-flow ODE from the same x_T ~ p(x; σ_max).
+
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::toy2d::{Mixture, ORIGIN};
+use crate::diffusion::denoiser::Denoiser;
+use crate::diffusion::loss::Weighting;
+use crate::diffusion::noise::LogNormal;
+use crate::diffusion::sampler::{edm_sigmas, sample_batched};
+use crate::error::{Error, Result};
+use crate::rng::{Rng, Stream};
+use crate::train::batch::toy_batch;
+use crate::train::config::{LossTarget, SamplerConfig};
+use crate::train::learner::losses_of;
+
+/// The ground-truth log-density threshold of a "hit" (the outline contour level).
+pub const HIT_LOGP: f64 = -2.12;
+/// Mandala grid: cells per axis and the half-width of the box of cell centres.
+pub const MANDALA_CELLS: usize = 101;
+pub const MANDALA_HALF: f64 = 1.5;
+/// Bandwidth of the RBF kernel of the MMD, in data units.
+pub const MMD_BANDWIDTH: f64 = 0.1;
+/// How many samples (of each side) enter the MMD.
+pub const MMD_SAMPLES: usize = 4096;
+
+/// Metrics computed from samples alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleMetrics {
+    pub n: usize,
+    pub classification: f64,
+    pub mandala: f64,
+    pub mmd: f64,
+    pub mean_loglik: f64,
+}
+
+/// (classification, mandala) of samples with ground-truth log-densities `logp`.
+pub fn classification_and_mandala(samples: &[[f64; 2]], logp: &[f64]) -> (f64, f64) {
+    let cell = 2.0 * MANDALA_HALF / (MANDALA_CELLS - 1) as f64;
+    let lower = [
+        ORIGIN[0] - MANDALA_HALF - cell / 2.0,
+        ORIGIN[1] - MANDALA_HALF - cell / 2.0,
+    ];
+    let mut occupied = vec![false; MANDALA_CELLS * MANDALA_CELLS];
+    let mut hit = vec![false; MANDALA_CELLS * MANDALA_CELLS];
+    let mut hits_in_grid = 0usize;
+    for (x, &lp) in samples.iter().zip(logp) {
+        let i = ((x[0] - lower[0]) / cell).floor();
+        let j = ((x[1] - lower[1]) / cell).floor();
+        let n = MANDALA_CELLS as f64;
+        if !(0.0..n).contains(&i) || !(0.0..n).contains(&j) {
+            continue;
+        }
+        let k = i as usize * MANDALA_CELLS + j as usize;
+        occupied[k] = true;
+        if lp >= HIT_LOGP {
+            hit[k] = true;
+            hits_in_grid += 1;
+        }
+    }
+    let occ = occupied.iter().filter(|&&o| o).count();
+    let hits = hit.iter().filter(|&&h| h).count();
+    let classification = hits_in_grid as f64 / samples.len().max(1) as f64;
+    let mandala = if occ == 0 { 0.0 } else { hits as f64 / occ as f64 };
+    (classification, mandala)
+}
+
+/// Unbiased MMD² with the RBF kernel exp(−‖a − b‖² / (2h²)).
+pub fn mmd_rbf(a: &[[f64; 2]], b: &[[f64; 2]], h: f64) -> f64 {
+    let k = |p: &[f64; 2], q: &[f64; 2]| {
+        let d = (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2);
+        (-d / (2.0 * h * h)).exp()
+    };
+    let within = |s: &[[f64; 2]]| -> f64 {
+        let n = s.len() as f64;
+        let sum: f64 = (0..s.len())
+            .into_par_iter()
+            .map(|i| (0..s.len()).filter(|&j| j != i).map(|j| k(&s[i], &s[j])).sum::<f64>())
+            .sum();
+        sum / (n * (n - 1.0))
+    };
+    let cross: f64 = a
+        .par_iter()
+        .map(|p| b.iter().map(|q| k(p, q)).sum::<f64>())
+        .sum::<f64>()
+        / (a.len() * b.len()) as f64;
+    within(a) + within(b) - 2.0 * cross
+}
+
+/// All sample metrics. Exact reference samples for the MMD come from the `Eval` stream of
+/// `seed`.
+pub fn sample_metrics(mixture: &Mixture, samples: &[[f64; 2]], seed: u64) -> Result<SampleMetrics> {
+    if samples.is_empty() {
+        return Err(Error::Config("no samples to evaluate".into()));
+    }
+    if let Some(bad) = samples.iter().position(|s| !(s[0].is_finite() && s[1].is_finite())) {
+        return Err(Error::Config(format!(
+            "sample {bad} is not finite ({:?}); the sampler diverged",
+            samples[bad]
+        )));
+    }
+    let logp = mixture.logp_batch(samples, 0.0);
+    let (classification, mandala) = classification_and_mandala(samples, &logp);
+    let m = MMD_SAMPLES.min(samples.len());
+    let mut rng = Rng::new(seed, Stream::Eval, 1);
+    let exact: Vec<[f64; 2]> = (0..m).map(|_| mixture.sample(&mut rng, 0.0)).collect();
+    let mmd = if m >= 2 {
+        mmd_rbf(&samples[..m], &exact, MMD_BANDWIDTH)
+    } else {
+        f64::NAN
+    };
+    Ok(SampleMetrics {
+        n: samples.len(),
+        classification,
+        mandala,
+        mmd,
+        mean_loglik: logp.iter().sum::<f64>() / logp.len() as f64,
+    })
+}
+
+/// Metrics that need the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetrics {
+    /// Exact score-matching loss σ²·mean_d(s − s_θ)², all components.
+    pub loss: f64,
+    /// The same on the outer branches (depth ≥ 5).
+    pub loss_outer: f64,
+    /// Mean endpoint distance of model vs exact probability-flow ODE from shared x_T.
+    pub ode_l2: f64,
+}
+
+/// The exact denoiser of the mixture: D(x; σ) = x + σ²∇log p(x; σ).
+pub struct ExactDenoiser<'a>(pub &'a Mixture);
+
+impl Denoiser<2> for ExactDenoiser<'_> {
+    fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
+        let device = x.device();
+        // Reading back a tensor this program created is an internal invariant.
+        let v: Vec<f32> = x
+            .try_into_vec_as::<f32>()
+            .unwrap_or_else(|e| panic!("internal: cannot read a sampler tensor: {e:?}"));
+        let pts: Vec<[f64; 2]> = v.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect();
+        let s = self.0.score_batch(&pts, sigma);
+        let d: Vec<f32> = pts
+            .iter()
+            .zip(&s)
+            .zip(sigma)
+            .flat_map(|((p, g), sg)| {
+                [(p[0] + sg * sg * g[0]) as f32, (p[1] + sg * sg * g[1]) as f32]
+            })
+            .collect();
+        Tensor::<2>::from_data(TensorData::new(d, [pts.len(), 2]), &device)
+    }
+}
+
+/// Exact score-matching loss of `den` on `n` fresh samples of `mixture` at ln σ ~ N(p_mean,
+/// p_std²), from the `Eval` stream of `seed`.
+pub fn exact_loss(
+    den: &crate::diffusion::denoiser::ToyDenoiser,
+    mixture: &Mixture,
+    noise: &LogNormal,
+    n: usize,
+    seed: u64,
+) -> Result<f64> {
+    let mut noise = noise.clone();
+    let b = toy_batch(mixture, &mut noise, LossTarget::Exact, seed ^ 0xE7A1, u64::MAX, n);
+    Ok(losses_of(den, &b, Weighting::Score)?.mean())
+}
+
+/// Mean distance between the endpoints of `den`'s and the exact ODE from `n` shared x_T.
+pub fn ode_l2(
+    den: &dyn Denoiser<2>,
+    mixture: &Mixture,
+    sampler: &SamplerConfig,
+    n: usize,
+    seed: u64,
+) -> Result<f64> {
+    let sigmas = edm_sigmas(sampler.steps, sampler.sigma_min, sampler.sigma_max, sampler.rho);
+    let start = |i: u64| -> Vec<f64> {
+        mixture
+            .sample(&mut Rng::new(seed, Stream::Eval, 1000 + i), sampler.sigma_max)
+            .to_vec()
+    };
+    let device = crate::device::inference();
+    let a = sample_batched(den, &start, 2, n, &sigmas, 4096, &device)?;
+    let b = sample_batched(&ExactDenoiser(mixture), &start, 2, n, &sigmas, 4096, &device)?;
+    let d: f64 = a
+        .chunks(2)
+        .zip(b.chunks(2))
+        .map(|(p, q)| (((p[0] - q[0]) as f64).powi(2) + ((p[1] - q[1]) as f64).powi(2)).sqrt())
+        .sum();
+    Ok(d / n as f64)
+}
+
+/// Draws `n` samples with `den` from x_T ~ p(x; σ_max) of `mixture`; sample `i` uses the
+/// `(seed, Sample, i)` stream.
+pub fn sample_toy(
+    den: &dyn Denoiser<2>,
+    mixture: &Mixture,
+    sampler: &SamplerConfig,
+    n: usize,
+    seed: u64,
+) -> Result<Vec<[f64; 2]>> {
+    let sigmas = edm_sigmas(sampler.steps, sampler.sigma_min, sampler.sigma_max, sampler.rho);
+    let start = |i: u64| -> Vec<f64> {
+        mixture
+            .sample(&mut Rng::new(seed, Stream::Sample, i), sampler.sigma_max)
+            .to_vec()
+    };
+    let v = sample_batched(den, &start, 2, n, &sigmas, 16384, &crate::device::inference())?;
+    Ok(v.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::toy2d::Classes;
+
+    #[test]
+    fn exact_samples_score_near_perfect_and_noise_scores_low() {
+        // Exact samples of the tree are hits wherever the density is above the contour: the
+        // contour encloses most of the mass, so classification is high.
+        let m = Mixture::tree(Classes::A);
+        let mut rng = Rng::new(9, Stream::Eval, 0);
+        let exact: Vec<[f64; 2]> = (0..20_000).map(|_| m.sample(&mut rng, 0.0)).collect();
+        let s = sample_metrics(&m, &exact, 1).unwrap();
+        assert!(s.classification > 0.95, "{s:?}");
+        assert!(s.mandala > 0.9, "{s:?}");
+        assert!(s.mmd.abs() < 2e-3, "{s:?}");
+        // Uniform noise over the grid box: few hits, large MMD.
+        let noise: Vec<[f64; 2]> = (0..20_000)
+            .map(|_| [ORIGIN[0] + 3.0 * rng.uniform() - 1.5, ORIGIN[1] + 3.0 * rng.uniform() - 1.5])
+            .collect();
+        let n = sample_metrics(&m, &noise, 1).unwrap();
+        assert!(n.classification < 0.2 && n.mandala < 0.2, "{n:?}");
+        assert!(n.mmd > 50.0 * s.mmd.abs().max(1e-4), "{n:?}");
+    }
+
+    #[test]
+    fn mandala_hand_case() {
+        // Three samples: two hits in one cell, one miss in another cell, one outside the grid.
+        let o = ORIGIN;
+        let samples = [[o[0], o[1]], [o[0] + 0.001, o[1]], [o[0] + 0.5, o[1]], [o[0] + 9.0, o[1]]];
+        let logp = [0.0, 0.0, -5.0, 0.0];
+        let (c, m) = classification_and_mandala(&samples, &logp);
+        assert!((c - 0.5).abs() < 1e-12, "{c}"); // 2 in-grid hits of 4 samples
+        assert!((m - 0.5).abs() < 1e-12, "{m}"); // 1 hit cell of 2 occupied
+    }
+
+    #[test]
+    fn exact_denoiser_has_zero_ode_l2_and_loss() {
+        let m = Mixture::tree(Classes::A);
+        let sampler = SamplerConfig {
+            steps: 8,
+            sigma_min: 0.002,
+            sigma_max: 5.0,
+            rho: 7.0,
+        };
+        let d = ode_l2(&ExactDenoiser(&m), &m, &sampler, 64, 3).unwrap();
+        assert!(d < 1e-5, "{d}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Plots written as PNG files.
+pub mod canvas;
+pub mod scatter;

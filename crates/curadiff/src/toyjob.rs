@@ -1,0 +1,192 @@
+//! The toy jobs behind the CLI: sampling from trained runs (optionally autoguided),
+//! evaluating samples and models, and the main job — train the main model and its guide,
+//! sample unguided and autoguided, score both exactly, and plot.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::data::toy2d::Mixture;
+use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
+use crate::diffusion::guidance::Guided;
+use crate::diffusion::noise::LogNormal;
+use crate::error::{Error, Result};
+use crate::eval::toy::{self, ModelMetrics, SampleMetrics};
+use crate::train::config::RunConfig;
+use crate::train::presets::preset;
+use crate::train::run::{self, Observer};
+
+/// Which weights of a run to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    Ema,
+    Raw,
+}
+
+/// A trained main model, optionally with a guide and guidance weight.
+pub struct Models {
+    pub config: RunConfig,
+    pub main: ToyDenoiser,
+    pub guide: Option<(ToyDenoiser, f64)>,
+}
+
+impl Models {
+    /// Loads `run` (and `guide` at weight `w`) from their newest checkpoints.
+    pub fn load(run: &Path, guide: Option<(&Path, f64)>, weights: Weights) -> Result<Self> {
+        let pick = |dir: &Path| -> Result<(RunConfig, ToyDenoiser)> {
+            let (cfg, learner, _) = run::load_learner(dir)?;
+            let den = match weights {
+                Weights::Ema => learner.ema_inference(),
+                Weights::Raw => learner.inference(),
+            };
+            Ok((cfg, den))
+        };
+        let (config, main) = pick(run)?;
+        let guide = match guide {
+            None => None,
+            Some((dir, w)) => {
+                if !w.is_finite() {
+                    return Err(Error::InvalidValue {
+                        field: "guidance".into(),
+                        why: format!("must be finite, got {w}"),
+                    });
+                }
+                let (gcfg, g) = pick(dir)?;
+                if gcfg.data != config.data || gcfg.diffusion.sigma_data != config.diffusion.sigma_data {
+                    return Err(Error::Config(format!(
+                        "guide {} was trained on a different task ({:?}, σ_data {}) than {} \
+                         ({:?}, σ_data {}); autoguidance needs the same task",
+                        dir.display(),
+                        gcfg.data,
+                        gcfg.diffusion.sigma_data,
+                        run.display(),
+                        config.data,
+                        config.diffusion.sigma_data
+                    )));
+                }
+                Some((g, w))
+            }
+        };
+        Ok(Self {
+            config,
+            main,
+            guide,
+        })
+    }
+
+    /// The denoiser to sample with: guided when a guide is set.
+    pub fn with_denoiser<T>(&self, f: impl FnOnce(&dyn Denoiser<2>) -> T) -> T {
+        match &self.guide {
+            Some((g, w)) => f(&Guided {
+                main: &self.main,
+                guide: g,
+                weight: *w,
+            }),
+            None => f(&self.main),
+        }
+    }
+
+    pub fn mixture(&self) -> Mixture {
+        Mixture::tree(self.config.data.classes)
+    }
+
+    /// `n` samples from sample seed `seed`.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<[f64; 2]>> {
+        let m = self.mixture();
+        self.with_denoiser(|d| toy::sample_toy(d, &m, &self.config.sampler, n, seed))
+    }
+
+    /// Exact loss (of the main model) and ODE-L2 (of the guided denoiser if guided).
+    pub fn model_metrics(&self, seed: u64) -> Result<ModelMetrics> {
+        let m = self.mixture();
+        let noise = LogNormal {
+            p_mean: self.config.diffusion.p_mean,
+            p_std: self.config.diffusion.p_std,
+        };
+        let n = 16_384;
+        Ok(ModelMetrics {
+            loss: toy::exact_loss(&self.main, &m, &noise, n, seed)?,
+            loss_outer: toy::exact_loss(&self.main, &m.outer(5), &noise, n, seed)?,
+            ode_l2: self.with_denoiser(|d| toy::ode_l2(d, &m, &self.config.sampler, 4096, seed))?,
+        })
+    }
+}
+
+/// Reads a toy samples file: float32 `[N, 2]`.
+pub fn read_samples(path: &Path) -> Result<Vec<[f64; 2]>> {
+    let a = crate::data::npy::read_f32(path)?;
+    if a.shape.len() != 2 || a.shape[1] != 2 {
+        return Err(Error::BadFile {
+            path: path.to_path_buf(),
+            why: format!(
+                "shape {:?}; toy samples are float32 [N, 2] (as `curadiff sample` writes)",
+                a.shape
+            ),
+        });
+    }
+    Ok(a.data.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect())
+}
+
+/// Writes toy samples as float32 `[N, 2]`.
+pub fn write_samples(path: &Path, samples: &[[f64; 2]]) -> Result<()> {
+    let flat: Vec<f32> = samples.iter().flat_map(|s| [s[0] as f32, s[1] as f32]).collect();
+    crate::data::npy::write_f32(path, &[samples.len(), 2], &flat)
+}
+
+/// One column of the main job's report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub guidance: f64,
+    pub samples: SampleMetrics,
+    pub model: ModelMetrics,
+    pub plot: PathBuf,
+}
+
+/// Settings of the main job.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub out: PathBuf,
+    pub seed: u64,
+    /// Samples per column (the seed's tests use 163,840).
+    pub n: usize,
+    /// Sampling seed (the seed's tests use 7).
+    pub sample_seed: u64,
+    pub guidance: f64,
+    /// Extra `--set` overrides for both runs (e.g. shorter training in tests).
+    pub sets: Vec<String>,
+}
+
+/// Trains `toy` and `toy-guide` (resuming if already there), samples unguided and
+/// autoguided, scores both and writes `metrics.json` and the plots into `out`.
+pub fn demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<Vec<Column>> {
+    let runs = [("main", "toy"), ("guide", "toy-guide")];
+    for (dir, name) in runs {
+        let mut c = preset(name)?.with_overrides(&cfg.sets)?;
+        c.seed = cfg.seed;
+        obs.note(&format!("training {name} into {}", cfg.out.join(dir).display()));
+        run::train(&cfg.out.join(dir), &c, obs)?;
+    }
+    let main = cfg.out.join("main");
+    let guide = cfg.out.join("guide");
+    let mut cols = Vec::new();
+    for (name, g) in [("unguided", None), ("autoguided", Some((guide.as_path(), cfg.guidance)))] {
+        obs.note(&format!("sampling {} points, {name}", cfg.n));
+        let models = Models::load(&main, g, Weights::Ema)?;
+        let samples = models.sample(cfg.n, cfg.sample_seed)?;
+        let m = models.mixture();
+        let plot = cfg.out.join(format!("{name}.png"));
+        crate::plot::scatter::scatter_png(&m, &samples, &plot)?;
+        write_samples(&cfg.out.join(format!("{name}.npy")), &samples)?;
+        cols.push(Column {
+            name: name.into(),
+            guidance: g.map_or(1.0, |x| x.1),
+            samples: toy::sample_metrics(&m, &samples, cfg.sample_seed)?,
+            model: models.model_metrics(cfg.sample_seed)?,
+            plot,
+        });
+    }
+    let json = serde_json::to_vec_pretty(&cols)
+        .map_err(|e| Error::Model(format!("cannot serialise metrics: {e}")))?;
+    crate::fsutil::write_atomic(&cfg.out.join("metrics.json"), &json)?;
+    Ok(cols)
+}

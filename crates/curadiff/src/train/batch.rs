@@ -1,0 +1,86 @@
+//! Training batches of the toy: noise levels, noisy points and their regression targets.
+
+use crate::data::toy2d::Mixture;
+use crate::diffusion::noise::NoiseSampler;
+use crate::rng::{Rng, Stream};
+use crate::train::config::LossTarget;
+
+/// A batch of noisy examples; `x` and `target` hold `sigma.len()` rows of `dim` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub dim: usize,
+    /// Noisy inputs x = y + n, n ~ N(0, σ²I).
+    pub x: Vec<f64>,
+    /// σ per example.
+    pub sigma: Vec<f64>,
+    /// What D(x; σ) regresses to: the clean y (denoising score matching) or the exact
+    /// posterior mean E[y | x] = x + σ²∇log p(x; σ) (exact score matching).
+    pub target: Vec<f64>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.sigma.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sigma.is_empty()
+    }
+
+    /// The rows at `idx`, in that order.
+    pub fn subset(&self, idx: &[usize]) -> Batch {
+        let d = self.dim;
+        let rows = |v: &[f64]| idx.iter().flat_map(|&i| v[i * d..(i + 1) * d].to_vec()).collect();
+        Batch {
+            dim: d,
+            x: rows(&self.x),
+            sigma: idx.iter().map(|&i| self.sigma[i]).collect(),
+            target: rows(&self.target),
+        }
+    }
+}
+
+/// The toy batch of step `step`: σ from `noise`, then fresh exact samples of the mixture.
+/// Everything random comes from the `(seed, Data, step)` stream.
+pub fn toy_batch(
+    mixture: &Mixture,
+    noise: &mut dyn NoiseSampler,
+    target: LossTarget,
+    seed: u64,
+    step: u64,
+    n: usize,
+) -> Batch {
+    let mut rng = Rng::new(seed, Stream::Data, step);
+    let sigma = noise.draw(&mut rng, n);
+    let mut x = Vec::with_capacity(2 * n);
+    let mut clean = Vec::new();
+    for &s in &sigma {
+        match target {
+            LossTarget::Exact => x.extend(mixture.sample(&mut rng, s)),
+            LossTarget::Dsm => {
+                let y = mixture.sample(&mut rng, 0.0);
+                x.push(y[0] + s * rng.normal());
+                x.push(y[1] + s * rng.normal());
+                clean.extend(y);
+            }
+        }
+    }
+    let target = match target {
+        LossTarget::Dsm => clean,
+        LossTarget::Exact => {
+            let pts: Vec<[f64; 2]> = x.chunks(2).map(|c| [c[0], c[1]]).collect();
+            let scores = mixture.score_batch(&pts, &sigma);
+            pts.iter()
+                .zip(&scores)
+                .zip(&sigma)
+                .flat_map(|((p, g), s)| [p[0] + s * s * g[0], p[1] + s * s * g[1]])
+                .collect()
+        }
+    };
+    Batch {
+        dim: 2,
+        x,
+        sigma,
+        target,
+    }
+}

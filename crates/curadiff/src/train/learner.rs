@@ -1,0 +1,191 @@
+//! The toy learner: network, optimiser state and EMA, with forward-only per-example losses
+//! (for scoring a super-batch) and a training step on a (sub-)batch.
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::BTreeMap;
+
+use super::batch::Batch;
+use super::config::RunConfig;
+use super::ema;
+use super::optim::Adam;
+use super::params::{self, HostParam};
+use crate::diffusion::denoiser::ToyDenoiser;
+use crate::diffusion::loss::{self, Weighting};
+use crate::error::{Error, Result};
+
+/// Per-example losses on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Losses {
+    /// λ(σ)-weighted loss per example.
+    pub weighted: Vec<f32>,
+    /// Unweighted x0-error per example.
+    pub x0_error: Vec<f32>,
+}
+
+impl Losses {
+    pub fn mean(&self) -> f64 {
+        self.weighted.iter().map(|&v| v as f64).sum::<f64>() / self.weighted.len().max(1) as f64
+    }
+}
+
+/// Network + Adam + EMA of one toy run.
+pub struct ToyLearner {
+    /// The trained network (on the autodiff device).
+    pub den: ToyDenoiser,
+    pub adam: Adam,
+    /// EMA parameters, flat, in declaration order; `None` when the EMA is disabled.
+    pub ema: Option<Vec<Tensor<1>>>,
+    gamma: f64,
+    weighting: Weighting,
+}
+
+fn read(t: Tensor<1>, what: &str) -> Result<Vec<f32>> {
+    t.try_into_vec_as::<f32>()
+        .map_err(|e| Error::Model(format!("cannot read {what}: {e:?}")))
+}
+
+impl ToyLearner {
+    /// A fresh learner for `cfg` on `device` (an autodiff device).
+    pub fn new(cfg: &RunConfig, device: &Device) -> Self {
+        let net = cfg.model.init(cfg.seed, device);
+        let ema = (cfg.train.ema_sigma_rel > 0.0).then(|| params::to_flat(&net));
+        Self {
+            den: ToyDenoiser {
+                net,
+                sigma_data: cfg.diffusion.sigma_data,
+            },
+            adam: Adam::new(cfg.train.beta1, cfg.train.beta2, cfg.train.eps),
+            ema,
+            gamma: if cfg.train.ema_sigma_rel > 0.0 {
+                ema::gamma_from_sigma_rel(cfg.train.ema_sigma_rel)
+            } else {
+                0.0
+            },
+            weighting: cfg.diffusion.weighting,
+        }
+    }
+
+    /// Forward-only per-example losses of the current weights (no gradient).
+    pub fn losses(&self, batch: &Batch) -> Result<Losses> {
+        losses_of(&self.inference(), batch, self.weighting)
+    }
+
+    /// One optimiser step on `batch` at learning rate `lr`, minimising the mean weighted loss;
+    /// returns the per-example losses before the step.
+    pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<Losses> {
+        let device = self.den.net.gain.val().device();
+        let (x, ft) = batch_tensors(batch, self.den.sigma_data, &device);
+        let f = self.den.raw(x, &batch.sigma); // [batch, 2]
+        let l = loss::per_example(f, ft, &batch.sigma, self.den.sigma_data, self.weighting);
+        let total = l.weighted.clone().mean();
+        let grads = GradientsParams::from_grads(total.backward(), &self.den.net);
+        let net = self.den.net.clone();
+        self.den.net = self.adam.step(net, &grads, lr);
+        Ok(Losses {
+            weighted: read(l.weighted.inner(), "the per-example loss")?,
+            x0_error: read(l.x0_error.inner(), "the per-example x0-error")?,
+        })
+    }
+
+    /// EMA update after a step of `batch` images that brought the count to `nimg`.
+    pub fn update_ema(&mut self, nimg: u64, batch: usize) {
+        let Some(ema) = self.ema.as_mut() else {
+            return;
+        };
+        let beta = ema::beta(self.gamma, nimg as f64, batch as f64);
+        let cur = params::to_flat(&self.den.net);
+        for (e, p) in ema.iter_mut().zip(cur) {
+            *e = e.clone().mul_scalar(beta) + p.mul_scalar(1.0 - beta);
+        }
+    }
+
+    /// The current weights as an inference denoiser (no autodiff).
+    pub fn inference(&self) -> ToyDenoiser {
+        ToyDenoiser {
+            net: burn::module::Module::valid(&self.den.net),
+            sigma_data: self.den.sigma_data,
+        }
+    }
+
+    /// The EMA weights as an inference denoiser (the raw weights when the EMA is off).
+    pub fn ema_inference(&self) -> ToyDenoiser {
+        let mut d = self.inference();
+        if let Some(ema) = &self.ema {
+            d.net = params::from_flat(d.net, ema);
+        }
+        d
+    }
+
+    /// Everything a checkpoint needs: "net", "ema", "adam_m", "adam_v".
+    pub fn to_groups(&self) -> Result<BTreeMap<String, Vec<HostParam>>> {
+        let net = params::to_host(&self.den.net)?;
+        let flat = |v: &[Tensor<1>], what: &str| -> Result<Vec<HostParam>> {
+            v.iter()
+                .zip(&net)
+                .map(|(t, p)| {
+                    Ok(HostParam {
+                        name: p.name.clone(),
+                        shape: p.shape.clone(),
+                        data: read(t.clone(), what)?,
+                    })
+                })
+                .collect()
+        };
+        let mut g = BTreeMap::new();
+        if let Some(ema) = &self.ema {
+            g.insert("ema".into(), flat(ema, "the EMA")?);
+        }
+        g.insert("adam_m".into(), flat(&self.adam.m, "Adam's first moment")?);
+        g.insert("adam_v".into(), flat(&self.adam.v, "Adam's second moment")?);
+        g.insert("net".into(), net);
+        Ok(g)
+    }
+
+    /// Restores network, EMA and Adam moments from checkpoint groups; `adam_t` steps taken.
+    pub fn load_groups(&mut self, g: &BTreeMap<String, Vec<HostParam>>, adam_t: u64) -> Result<()> {
+        let get = |k: &str| {
+            g.get(k)
+                .ok_or_else(|| Error::Model(format!("checkpoint has no '{k}' tensors")))
+        };
+        let net = self.den.net.clone();
+        self.den.net = params::from_host(net, get("net")?)?;
+        let device = self.den.net.gain.val().device().without_autodiff();
+        let flat = |ps: &[HostParam]| -> Vec<Tensor<1>> {
+            ps.iter()
+                .map(|p| {
+                    Tensor::<1>::from_data(TensorData::new(p.data.clone(), [p.data.len()]), &device)
+                })
+                .collect()
+        };
+        if self.ema.is_some() {
+            self.ema = Some(flat(get("ema")?));
+        }
+        self.adam.m = flat(get("adam_m")?);
+        self.adam.v = flat(get("adam_v")?);
+        self.adam.t = adam_t;
+        Ok(())
+    }
+}
+
+/// Forward-only per-example losses of any toy denoiser (learner, reference, guide).
+pub fn losses_of(den: &ToyDenoiser, batch: &Batch, weighting: Weighting) -> Result<Losses> {
+    let device = den.net.gain.val().device();
+    let (x, ft) = batch_tensors(batch, den.sigma_data, &device);
+    let f = den.raw(x, &batch.sigma);
+    let l = loss::per_example(f, ft, &batch.sigma, den.sigma_data, weighting);
+    Ok(Losses {
+        weighted: read(l.weighted, "the per-example loss")?,
+        x0_error: read(l.x0_error, "the per-example x0-error")?,
+    })
+}
+
+/// The batch's inputs x `[batch, dim]` and F-space targets `[batch, dim]` on `device`.
+fn batch_tensors(batch: &Batch, sigma_data: f64, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let n = batch.len();
+    let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
+    let ft = loss::f_target(&batch.x, &batch.target, &batch.sigma, sigma_data);
+    let x = Tensor::<2>::from_data(TensorData::new(x, [n, batch.dim]), device);
+    let ft = Tensor::<2>::from_data(TensorData::new(ft, [n, batch.dim]), device);
+    (x, ft)
+}

@@ -1,0 +1,287 @@
+//! The training loop, top to bottom: resume or start, then per step the phases
+//! data → step → EMA → stats → checkpoint, until the image budget is spent.
+//!
+//! To resume, run the same command again: the run directory's `config.toml` must match, and
+//! training continues from the newest checkpoint with bit-identical results.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::batch::toy_batch;
+use super::checkpoint::{self, CheckpointMeta};
+use super::config::RunConfig;
+use super::learner::ToyLearner;
+use super::stats::{quantile, StatsLine, StatsWriter};
+use crate::data::toy2d::Mixture;
+use crate::diffusion::noise::{LogNormal, NoiseSampler};
+use crate::error::{Error, Result};
+
+/// Sampling seed of the end-of-training plot.
+const FINAL_PLOT_SEED: u64 = 7;
+
+/// Receives progress; the CLI draws a progress bar from it.
+pub trait Observer {
+    fn progress(&mut self, _nimg: u64, _total_nimg: u64, _loss: f64) {}
+    fn note(&mut self, _message: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Counters of a run; saved in every checkpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    pub step: u64,
+    pub nimg: u64,
+    pub nimg_scored: u64,
+    /// Cumulative seconds by phase.
+    pub seconds: BTreeMap<String, f64>,
+}
+
+impl Counters {
+    fn add(&mut self, phase: &str, since: Instant) {
+        *self.seconds.entry(phase.to_string()).or_insert(0.0) += since.elapsed().as_secs_f64();
+    }
+
+    fn total_seconds(&self) -> f64 {
+        self.seconds.values().sum()
+    }
+}
+
+/// How a training call ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub counters: Counters,
+    /// The step the run resumed from (None: started fresh).
+    pub resumed_from: Option<u64>,
+    /// Mean loss of the last logging interval.
+    pub last_loss: f64,
+}
+
+/// The files of a run directory.
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    pub fn stats(&self) -> PathBuf {
+        self.root.join("stats.jsonl")
+    }
+    pub fn samples(&self) -> PathBuf {
+        self.root.join("samples")
+    }
+
+    /// The config stored in the run directory.
+    pub fn read_config(&self) -> Result<RunConfig> {
+        let path = self.config();
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        RunConfig::from_toml(&text).map_err(|e| Error::BadFile {
+            path,
+            why: e.to_string(),
+        })
+    }
+}
+
+/// Writes `config.toml` for a new run, or checks that an existing run has the same config.
+fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
+    crate::fsutil::create_dir(&run.root)?;
+    if run.config().exists() {
+        let stored = run.read_config()?;
+        let diff = stored.diff(cfg);
+        if !diff.is_empty() {
+            return Err(Error::ConfigMismatch {
+                dir: run.root.clone(),
+                diff: diff.join("; "),
+            });
+        }
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(&run.config(), cfg.to_toml()?.as_bytes())
+}
+
+/// Restores learner and counters from the newest checkpoint, if any.
+fn resume(run: &RunDir, learner: &mut ToyLearner) -> Result<Option<Counters>> {
+    let Some(ck) = checkpoint::latest(&run.checkpoints())? else {
+        return Ok(None);
+    };
+    learner.load_groups(&ck.groups, ck.meta.step).map_err(|e| Error::BadCheckpoint {
+        path: ck.path.clone(),
+        why: e.to_string(),
+        hint: "it does not fit this config's model".into(),
+    })?;
+    Ok(Some(Counters {
+        step: ck.meta.step,
+        nimg: ck.meta.nimg,
+        nimg_scored: ck.meta.nimg_scored,
+        seconds: ck.meta.seconds,
+    }))
+}
+
+fn save(run: &RunDir, cfg: &RunConfig, learner: &ToyLearner, c: &Counters) -> Result<()> {
+    let meta = CheckpointMeta {
+        step: c.step,
+        nimg: c.nimg,
+        nimg_scored: c.nimg_scored,
+        seconds: c.seconds.clone(),
+        tensors: String::new(),
+        bytes: 0,
+        checksum: String::new(),
+        extra: serde_json::Value::Null,
+    };
+    checkpoint::save(
+        &run.checkpoints(),
+        meta,
+        &learner.to_groups()?,
+        cfg.train.keep_checkpoints,
+    )?;
+    Ok(())
+}
+
+/// True when the count moved past a multiple of `every` during the last `batch` images.
+fn crossed(nimg: u64, batch: u64, every: u64) -> bool {
+    nimg / every > nimg.saturating_sub(batch) / every
+}
+
+/// Trains (or resumes) the run in `dir` to `cfg.train.duration_nimg` images.
+pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outcome> {
+    cfg.validate()?;
+    let run = RunDir::new(dir);
+    claim(&run, cfg)?;
+    let mixture = Mixture::tree(cfg.data.classes);
+    let mut noise = LogNormal {
+        p_mean: cfg.diffusion.p_mean,
+        p_std: cfg.diffusion.p_std,
+    };
+    let mut learner = ToyLearner::new(cfg, &crate::device::training());
+    let resumed = resume(&run, &mut learner)?;
+    let resumed_from = resumed.as_ref().map(|c| c.step);
+    if let Some(step) = resumed_from {
+        obs.note(&format!("resuming {} from step {step}", dir.display()));
+    }
+    let mut c = resumed.unwrap_or_default();
+    let mut stats = StatsWriter::open(run.stats(), c.nimg)?;
+    let batch = cfg.train.batch as u64;
+    let total = cfg.train.duration_nimg;
+    let mut last_saved = c.step;
+    let (mut loss_sum, mut loss_n, mut sigmas, mut last_loss) = (0.0, 0usize, Vec::new(), f64::NAN);
+
+    while c.nimg < total {
+        // Data: fresh exact samples of the toy at log-normal σ.
+        let t = Instant::now();
+        let b = toy_batch(&mixture, &mut noise, cfg.train.target, cfg.seed, c.step, cfg.train.batch);
+        c.add("data", t);
+
+        // Step: forward, backward, Adam, forced weight normalisation; then the EMA.
+        let t = Instant::now();
+        let lr = cfg.train.lr.at(c.nimg as f64);
+        let losses = learner.step(&b, lr)?;
+        let mean = losses.mean();
+        if !mean.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                step: c.step,
+                value: mean,
+                last_good: last_saved,
+                dir: run.checkpoints(),
+            });
+        }
+        c.step += 1;
+        c.nimg += batch;
+        c.nimg_scored += batch;
+        learner.update_ema(c.nimg, cfg.train.batch);
+        c.add("train", t);
+        let x0: Vec<f64> = losses.x0_error.iter().map(|&v| v as f64).collect();
+        noise.observe(&b.sigma, &x0);
+
+        // Stats.
+        loss_sum += mean;
+        loss_n += 1;
+        sigmas.extend_from_slice(&b.sigma);
+        let done = c.nimg >= total;
+        if crossed(c.nimg, batch, cfg.train.log_every_nimg) || done {
+            last_loss = loss_sum / loss_n as f64;
+            let mut seconds = c.seconds.clone();
+            seconds.insert("total".into(), c.total_seconds());
+            stats.write(&StatsLine {
+                step: c.step,
+                nimg: c.nimg,
+                nimg_scored: c.nimg_scored,
+                loss: last_loss,
+                lr,
+                seconds,
+                sigma_q: [
+                    quantile(&mut sigmas, 0.1),
+                    quantile(&mut sigmas, 0.5),
+                    quantile(&mut sigmas, 0.9),
+                ],
+                selection: None,
+            })?;
+            (loss_sum, loss_n) = (0.0, 0);
+            sigmas.clear();
+        }
+
+        // Checkpoint.
+        if crossed(c.nimg, batch, cfg.train.checkpoint_every_nimg) || done {
+            let t = Instant::now();
+            save(&run, cfg, &learner, &c)?;
+            c.add("checkpoint", t);
+            last_saved = c.step;
+        }
+        obs.progress(c.nimg.min(total), total, mean);
+    }
+
+    // Final scatter plot of EMA samples over the ground-truth density.
+    let plot = run.samples().join("final.png");
+    if !plot.exists() {
+        crate::fsutil::create_dir(&run.samples())?;
+        let samples = crate::eval::toy::sample_toy(
+            &learner.ema_inference(),
+            &mixture,
+            &cfg.sampler,
+            16_384,
+            FINAL_PLOT_SEED,
+        )?;
+        crate::plot::scatter::scatter_png(&mixture, &samples, &plot)?;
+    }
+    Ok(Outcome {
+        counters: c,
+        resumed_from,
+        last_loss,
+    })
+}
+
+/// The trained learner of a finished (or partly trained) run, from its newest checkpoint.
+pub fn load_learner(dir: &Path) -> Result<(RunConfig, ToyLearner, u64)> {
+    let run = RunDir::new(dir);
+    if !run.config().exists() {
+        return Err(Error::Config(format!(
+            "{} is not a run directory (no config.toml); train one with `curadiff train --out {}`",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let cfg = run.read_config()?;
+    let mut learner = ToyLearner::new(&cfg, &crate::device::training());
+    let Some(c) = resume(&run, &mut learner)? else {
+        return Err(Error::Config(format!(
+            "{} has no checkpoint yet; run its training first",
+            dir.display()
+        )));
+    };
+    Ok((cfg, learner, c.step))
+}
