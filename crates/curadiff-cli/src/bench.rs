@@ -22,7 +22,14 @@ pub fn speed(name: &str, steps: u64) -> Result<()> {
     let warmup = 3;
     for step in 0..warmup + steps {
         let t = Instant::now();
-        let b = toy_batch(&mixture, &mut noise, cfg.train.target, cfg.seed, step, cfg.train.batch);
+        let b = toy_batch(
+            &mixture,
+            &mut noise,
+            cfg.train.target,
+            cfg.seed,
+            step,
+            cfg.train.batch,
+        );
         let t_data = t.elapsed().as_secs_f64();
         let t = Instant::now();
         learner.step(&b, cfg.train.lr.at(0.0))?;

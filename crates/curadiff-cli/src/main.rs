@@ -12,7 +12,11 @@ use std::path::PathBuf;
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "curadiff", version, about = "Diffusion training with data curation, measured at equal cost")]
+#[command(
+    name = "curadiff",
+    version,
+    about = "Diffusion training with data curation, measured at equal cost"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -246,7 +250,10 @@ fn execute(cli: Cli) -> Result<()> {
             json.insert("samples".into(), serde_json::to_value(sm)?);
             if let Some(r) = run {
                 let models = Models::load(&r, guide.as_deref().zip(guidance), Weights::Ema)?;
-                json.insert("model".into(), serde_json::to_value(models.model_metrics(seed)?)?);
+                json.insert(
+                    "model".into(),
+                    serde_json::to_value(models.model_metrics(seed)?)?,
+                );
             }
             println!("{}", serde_json::to_string_pretty(&json)?);
         }

@@ -25,9 +25,7 @@ pub enum Error {
          or re-run with the same preset and --set values to resume"
     )]
     ConfigMismatch { dir: PathBuf, diff: String },
-    #[error(
-        "checkpoint {path} is unusable: {why}. {hint}"
-    )]
+    #[error("checkpoint {path} is unusable: {why}. {hint}")]
     BadCheckpoint {
         path: PathBuf,
         why: String,

@@ -51,7 +51,9 @@ impl Models {
                     });
                 }
                 let (gcfg, g) = pick(dir)?;
-                if gcfg.data != config.data || gcfg.diffusion.sigma_data != config.diffusion.sigma_data {
+                if gcfg.data != config.data
+                    || gcfg.diffusion.sigma_data != config.diffusion.sigma_data
+                {
                     return Err(Error::Config(format!(
                         "guide {} was trained on a different task ({:?}, σ_data {}) than {} \
                          ({:?}, σ_data {}); autoguidance needs the same task",
@@ -123,12 +125,18 @@ pub fn read_samples(path: &Path) -> Result<Vec<[f64; 2]>> {
             ),
         });
     }
-    Ok(a.data.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect())
+    Ok(a.data
+        .chunks(2)
+        .map(|c| [c[0] as f64, c[1] as f64])
+        .collect())
 }
 
 /// Writes toy samples as float32 `[N, 2]`.
 pub fn write_samples(path: &Path, samples: &[[f64; 2]]) -> Result<()> {
-    let flat: Vec<f32> = samples.iter().flat_map(|s| [s[0] as f32, s[1] as f32]).collect();
+    let flat: Vec<f32> = samples
+        .iter()
+        .flat_map(|s| [s[0] as f32, s[1] as f32])
+        .collect();
     crate::data::npy::write_f32(path, &[samples.len(), 2], &flat)
 }
 
@@ -163,13 +171,19 @@ pub fn demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<Vec<Column>> {
     for (dir, name) in runs {
         let mut c = preset(name)?.with_overrides(&cfg.sets)?;
         c.seed = cfg.seed;
-        obs.note(&format!("training {name} into {}", cfg.out.join(dir).display()));
+        obs.note(&format!(
+            "training {name} into {}",
+            cfg.out.join(dir).display()
+        ));
         run::train(&cfg.out.join(dir), &c, obs)?;
     }
     let main = cfg.out.join("main");
     let guide = cfg.out.join("guide");
     let mut cols = Vec::new();
-    for (name, g) in [("unguided", None), ("autoguided", Some((guide.as_path(), cfg.guidance)))] {
+    for (name, g) in [
+        ("unguided", None),
+        ("autoguided", Some((guide.as_path(), cfg.guidance))),
+    ] {
         obs.note(&format!("sampling {} points, {name}", cfg.n));
         let models = Models::load(&main, g, Weights::Ema)?;
         let samples = models.sample(cfg.n, cfg.sample_seed)?;

@@ -98,7 +98,10 @@ mod tests {
         // 4123659995 (C++ std::mt19937 default-seeded).
         let mut r = LegacyRandomState::new(5489);
         let first: Vec<u32> = (0..5).map(|_| r.next_u32()).collect();
-        assert_eq!(first, [3499211612, 581869302, 3890346734, 3586334585, 545404204]);
+        assert_eq!(
+            first,
+            [3499211612, 581869302, 3890346734, 3586334585, 545404204]
+        );
         let mut r = LegacyRandomState::new(5489);
         let mut last = 0;
         for _ in 0..10_000 {

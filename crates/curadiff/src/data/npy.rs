@@ -51,16 +51,29 @@ fn header(path: &Path, bytes: &[u8]) -> Result<(String, Vec<usize>, usize)> {
         Some(rest.to_string())
     };
     let descr = field("descr")
-        .and_then(|r| r.strip_prefix('\'').map(|s| s.split('\'').next().unwrap_or("").to_string()))
+        .and_then(|r| {
+            r.strip_prefix('\'')
+                .map(|s| s.split('\'').next().unwrap_or("").to_string())
+        })
         .ok_or_else(|| bad(path, "header has no 'descr'"))?;
     if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
-        return Err(bad(path, "Fortran-order arrays are not supported; save with C order"));
+        return Err(bad(
+            path,
+            "Fortran-order arrays are not supported; save with C order",
+        ));
     }
     let shape_text = field("shape")
-        .and_then(|r| r.strip_prefix('(').map(|s| s.split(')').next().unwrap_or("").to_string()))
+        .and_then(|r| {
+            r.strip_prefix('(')
+                .map(|s| s.split(')').next().unwrap_or("").to_string())
+        })
         .ok_or_else(|| bad(path, "header has no 'shape'"))?;
     let mut shape = Vec::new();
-    for part in shape_text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         shape.push(
             part.parse::<usize>()
                 .map_err(|_| bad(path, format!("bad shape entry '{part}'")))?,
@@ -120,7 +133,11 @@ pub fn read_f32(path: &Path) -> Result<Array<f32>> {
 
 /// Writes a float32 array atomically (temporary file, then rename).
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape/data mismatch");
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape/data mismatch"
+    );
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if dims.len() == 1 {
         format!("({},)", dims[0])

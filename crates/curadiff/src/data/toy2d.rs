@@ -9,18 +9,18 @@
 //! ∇ log p = Σ_k w_k (Σ_k + σ²I)⁻¹ (μ_k − x) / Σ_k w_k with w_k = φ_k N(x; μ_k, Σ_k + σ²I).
 //!
 //! The hot path is the exact score of a training batch (4096 points × 1016 components).
-//! [`Mixture::eval`] makes one pass per point over the components in structure-of-arrays
-//! form: first a transcendental-free upper bound of every log-weight, then the exact terms
-//! only for components whose bound is within [`PRUNE_NATS`] of the largest exact log-weight.
-//! A pruned component weighs less than e^-40 ≈ 4e-18 of the total, below f64 resolution.
+//! [`Mixture::eval`] makes two dense, vectorisable passes per point over the components in
+//! structure-of-arrays form, with no logarithm per component: the weight of component k is
+//! φ_k·det(Σ_k+σ²I)^(-1/2)·exp(−q_k/2 + q_min/2), with q_k the Mahalanobis form and q_min its
+//! minimum over k (so the largest exponential is 1 and nothing underflows to an all-zero
+//! sum); sums use four fixed lanes, so results do not depend on thread count.
 
+use super::fastmath::exp_nonpos;
 use super::mt19937::LegacyRandomState;
 use crate::rng::Rng;
 use rayon::prelude::*;
 use std::f64::consts::PI;
 
-/// Components pruned from a point's sums weigh below e^-PRUNE_NATS of the largest one.
-pub const PRUNE_NATS: f64 = 40.0;
 /// ln(2π), the Gaussian normaliser in two dimensions.
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
@@ -91,7 +91,10 @@ fn recurse(
     let dist = 0.292 * 0.8f64.powi(depth as i32) * (rnd.randn() * 0.2 + 1.0);
     let thick = 0.2 * 0.8f64.powi(depth as i32) / dist;
     let size = [SCALE[0] * dist * 0.06, SCALE[1] * dist * 0.06];
-    let outer = [[dir[0] * dir[0], dir[0] * dir[1]], [dir[1] * dir[0], dir[1] * dir[1]]];
+    let outer = [
+        [dir[0] * dir[0], dir[0] * dir[1]],
+        [dir[1] * dir[0], dir[1] * dir[1]],
+    ];
     // np.linspace(0.07, 0.93, 8): i * step + start, the last one exactly the stop.
     let step = (0.93 - 0.07) / 7.0;
     for i in 0..8 {
@@ -131,9 +134,8 @@ pub struct Mixture {
     cxx: Vec<f64>,
     cxy: Vec<f64>,
     cyy: Vec<f64>,
-    lmax: Vec<f64>,
+    phi: Vec<f64>,
     log_phi: Vec<f64>,
-    lmin_all: f64,
     /// Cholesky factors for sampling: Σ = L Lᵀ, L = [[l11, 0], [l21, l22]].
     chol: Vec<[f64; 3]>,
     /// Cumulative weights for exact component choice.
@@ -164,21 +166,19 @@ impl Mixture {
             mux: comps.iter().map(|c| c.mu[0]).collect(),
             muy: comps.iter().map(|c| c.mu[1]).collect(),
             cxx: comps.iter().map(|c| c.cov[0][0]).collect(),
-            cxy: comps.iter().map(|c| 0.5 * (c.cov[0][1] + c.cov[1][0])).collect(),
+            cxy: comps
+                .iter()
+                .map(|c| 0.5 * (c.cov[0][1] + c.cov[1][0]))
+                .collect(),
             cyy: comps.iter().map(|c| c.cov[1][1]).collect(),
-            lmax: Vec::new(),
+            phi: comps.iter().map(|c| c.phi).collect(),
             log_phi: comps.iter().map(|c| c.phi.ln()).collect(),
-            lmin_all: f64::INFINITY,
             chol: Vec::new(),
             cdf: Vec::new(),
             comps,
         };
         for k in 0..m.comps.len() {
             let (a, b, c) = (m.cxx[k], m.cxy[k], m.cyy[k]);
-            let mid = 0.5 * (a + c);
-            let rad = (0.25 * (a - c) * (a - c) + b * b).sqrt();
-            m.lmax.push(mid + rad);
-            m.lmin_all = m.lmin_all.min((mid - rad).max(0.0));
             let l11 = a.sqrt();
             let l21 = b / l11;
             let l22 = (c - l21 * l21).max(0.0).sqrt();
@@ -214,50 +214,75 @@ impl Mixture {
 
     /// Exact log p(x; σ) and score at one point. `scratch` is reused between calls.
     pub fn eval(&self, x: [f64; 2], sigma: f64, scratch: &mut Vec<f64>) -> Eval {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports the features `eval_avx2` is compiled for.
+                return unsafe { self.eval_avx2(x, sigma, scratch) };
+            }
+        }
+        self.eval_dense(x, sigma, scratch)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn eval_avx2(&self, x: [f64; 2], sigma: f64, scratch: &mut Vec<f64>) -> Eval {
+        self.eval_dense(x, sigma, scratch)
+    }
+
+    #[inline(always)]
+    fn eval_dense(&self, x: [f64; 2], sigma: f64, scratch: &mut Vec<f64>) -> Eval {
         let s2 = sigma * sigma;
         let n = self.mux.len();
-        // Pass 1: upper bound of each log-weight without the point-constant parts.
-        //   -½ ln det(Σ_k+σ²I) ≤ -ln(λ_min,all + σ²),  q_k ≥ |x-μ_k|² / (λ_max,k + σ²).
         scratch.clear();
-        scratch.resize(n, 0.0);
-        let mut best = 0;
-        let mut best_ub = f64::NEG_INFINITY;
+        scratch.resize(4 * n, 0.0);
+        let (q, rest) = scratch.split_at_mut(n);
+        let (coef, rest) = rest.split_at_mut(n);
+        let (vx, vy) = rest.split_at_mut(n);
+        // Pass 1: Mahalanobis form q_k, coefficient φ_k/sqrt(det_k), and (Σ'_k)⁻¹(μ_k − x).
         for k in 0..n {
             let dx = x[0] - self.mux[k];
             let dy = x[1] - self.muy[k];
-            let ub = self.log_phi[k] - 0.5 * (dx * dx + dy * dy) / (self.lmax[k] + s2);
-            scratch[k] = ub;
-            if ub > best_ub {
-                best_ub = ub;
-                best = k;
-            }
+            let a = self.cxx[k] + s2;
+            let b = self.cxy[k];
+            let c = self.cyy[k] + s2;
+            let rs = 1.0 / (a * c - b * b).sqrt(); // det^(-1/2)
+            let inv = rs * rs;
+            let ix = (c * dx - b * dy) * inv;
+            let iy = (a * dy - b * dx) * inv;
+            q[k] = dx * ix + dy * iy;
+            coef[k] = self.phi[k] * rs;
+            vx[k] = -ix;
+            vy[k] = -iy;
         }
-        let ub_const = -(self.lmin_all + s2).ln() - LN_2PI;
-        let m0 = self.exact_term(best, x, s2).0;
-        let cutoff = m0 - PRUNE_NATS - ub_const;
-        // Pass 2: exact terms of the components that can matter; log-sum-exp with a
-        // running maximum so a single pass suffices.
-        let mut max = f64::NEG_INFINITY;
-        let (mut sum, mut sx, mut sy) = (0.0, 0.0, 0.0);
+        let q_min = q.iter().fold(f64::INFINITY, |m, &v| m.min(v));
+        // Pass 2: weights w_k = coef_k·exp(−(q_k − q_min)/2), in place of q.
         for k in 0..n {
-            if scratch[k] < cutoff {
-                continue;
-            }
-            let (lw, vx, vy) = self.exact_term(k, x, s2);
-            if lw > max {
-                let r = (max - lw).exp();
-                sum *= r;
-                sx *= r;
-                sy *= r;
-                max = lw;
-            }
-            let w = (lw - max).exp();
-            sum += w;
-            sx += w * vx;
-            sy += w * vy;
+            q[k] = coef[k] * exp_nonpos(-0.5 * (q[k] - q_min));
         }
+        let w = &*q;
+        // Pass 3: Σw, Σw·v in four fixed lanes (vectorisable, thread-count independent).
+        let mut acc = [[0.0f64; 4]; 3];
+        let body = n - n % 4;
+        for k0 in (0..body).step_by(4) {
+            for l in 0..4 {
+                let k = k0 + l;
+                acc[0][l] += w[k];
+                acc[1][l] += w[k] * vx[k];
+                acc[2][l] += w[k] * vy[k];
+            }
+        }
+        for k in body..n {
+            acc[0][0] += w[k];
+            acc[1][0] += w[k] * vx[k];
+            acc[2][0] += w[k] * vy[k];
+        }
+        let total = |a: [f64; 4]| (a[0] + a[1]) + (a[2] + a[3]);
+        let (sum, sx, sy) = (total(acc[0]), total(acc[1]), total(acc[2]));
         Eval {
-            logp: max + sum.ln(),
+            logp: -0.5 * q_min + sum.ln() - LN_2PI,
             score: [sx / sum, sy / sum],
         }
     }
@@ -299,7 +324,10 @@ impl Mixture {
     /// An exact sample of p(x; σ): component k ∝ φ_k, then μ_k + L ε₁ + σ ε₂.
     pub fn sample(&self, rng: &mut Rng, sigma: f64) -> [f64; 2] {
         let u = rng.uniform();
-        let k = self.cdf.partition_point(|&c| c <= u).min(self.cdf.len() - 1);
+        let k = self
+            .cdf
+            .partition_point(|&c| c <= u)
+            .min(self.cdf.len() - 1);
         let [l11, l21, l22] = self.chol[k];
         let (e1, e2) = (rng.normal(), rng.normal());
         let (n1, n2) = (rng.normal(), rng.normal());
@@ -315,10 +343,7 @@ impl Mixture {
         let terms: Vec<(f64, f64, f64)> = (0..self.mux.len())
             .map(|k| self.exact_term(k, x, s2))
             .collect();
-        let max = terms
-            .iter()
-            .map(|t| t.0)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let max = terms.iter().map(|t| t.0).fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = terms.iter().map(|t| (t.0 - max).exp()).sum();
         let sx: f64 = terms.iter().map(|t| (t.0 - max).exp() * t.1).sum();
         let sy: f64 = terms.iter().map(|t| (t.0 - max).exp() * t.2).sum();
@@ -337,7 +362,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn shared(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
     }
 
     fn check_against(path: &str, classes: Classes) {
@@ -387,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn pruned_kernel_matches_naive_sum() {
+    fn fast_kernel_matches_naive_sum() {
         let m = Mixture::tree(Classes::A);
         let mut rng = Rng::new(3, Stream::Eval, 0);
         let mut s = Vec::new();
@@ -400,10 +427,16 @@ mod tests {
             }
             let a = m.eval(x, sigma, &mut s);
             let b = m.eval_naive(x, sigma);
-            assert!((a.logp - b.logp).abs() < 1e-10 * (1.0 + b.logp.abs()), "{a:?} {b:?}");
+            assert!(
+                (a.logp - b.logp).abs() < 1e-10 * (1.0 + b.logp.abs()),
+                "{a:?} {b:?}"
+            );
             for d in 0..2 {
                 let tol = 1e-9 * (1.0 + b.score[d].abs());
-                assert!((a.score[d] - b.score[d]).abs() < tol, "σ={sigma} {a:?} {b:?}");
+                assert!(
+                    (a.score[d] - b.score[d]).abs() < tol,
+                    "σ={sigma} {a:?} {b:?}"
+                );
             }
         }
     }
@@ -427,7 +460,11 @@ mod tests {
                     let fd = (m.eval(xp, sigma, &mut s).logp - m.eval(xm, sigma, &mut s).logp)
                         / (2.0 * h);
                     let tol = 1e-4 * (1.0 + e.score[d].abs());
-                    assert!((fd - e.score[d]).abs() < tol, "σ={sigma} fd {fd} vs {}", e.score[d]);
+                    assert!(
+                        (fd - e.score[d]).abs() < tol,
+                        "σ={sigma} fd {fd} vs {}",
+                        e.score[d]
+                    );
                 }
             }
         }
@@ -446,7 +483,13 @@ mod tests {
                 pts.push([lo + (i as f64 + 0.5) * h, lo + (j as f64 + 0.5) * h]);
             }
         }
-        let mass: f64 = m.logp_batch(&pts, sigma).iter().map(|l| l.exp()).sum::<f64>() * h * h;
+        let mass: f64 = m
+            .logp_batch(&pts, sigma)
+            .iter()
+            .map(|l| l.exp())
+            .sum::<f64>()
+            * h
+            * h;
         assert!((mass - 1.0).abs() < 2e-3, "mass {mass}");
         let exact_mean: [f64; 2] = m.components().iter().fold([0.0, 0.0], |acc, c| {
             [acc[0] + c.phi * c.mu[0], acc[1] + c.phi * c.mu[1]]
@@ -461,7 +504,10 @@ mod tests {
         }
         for d in 0..2 {
             // sd of the mean ≈ 0.3 / sqrt(1e5) ≈ 1e-3.
-            assert!((mean[d] - exact_mean[d]).abs() < 5e-3, "{mean:?} vs {exact_mean:?}");
+            assert!(
+                (mean[d] - exact_mean[d]).abs() < 5e-3,
+                "{mean:?} vs {exact_mean:?}"
+            );
         }
     }
 }

@@ -63,15 +63,20 @@ pub fn per_example<const D: usize>(
 ) -> PerExample {
     let n = sigma.len();
     let device = f.device();
-    let sq = (f - f_target).square().flatten::<2>(1, D - 1).mean_dim(1).reshape([n]); // [batch]
+    let sq = (f - f_target)
+        .square()
+        .flatten::<2>(1, D - 1)
+        .mean_dim(1)
+        .reshape([n]); // [batch]
     let col = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &device);
-    let w = col(sigma.iter().map(|&s| weighting.f_weight(s, sigma_data) as f32).collect());
-    let c_out2 = col(
-        sigma
-            .iter()
-            .map(|&s| Precond::new(s, sigma_data).c_out.powi(2) as f32)
-            .collect(),
-    );
+    let w = col(sigma
+        .iter()
+        .map(|&s| weighting.f_weight(s, sigma_data) as f32)
+        .collect());
+    let c_out2 = col(sigma
+        .iter()
+        .map(|&s| Precond::new(s, sigma_data).c_out.powi(2) as f32)
+        .collect());
     PerExample {
         weighted: sq.clone() * w,
         x0_error: sq.detach() * c_out2,
@@ -93,7 +98,9 @@ mod tests {
         let f = [0.3f32, -0.2];
         let ft = f_target(&x, &y, &[s], sd);
         let p = Precond::new(s, sd);
-        let d: Vec<f64> = (0..2).map(|i| p.c_skip * x[i] + p.c_out * f[i] as f64).collect();
+        let d: Vec<f64> = (0..2)
+            .map(|i| p.c_skip * x[i] + p.c_out * f[i] as f64)
+            .collect();
         let want_x0 = ((d[0] - y[0]).powi(2) + (d[1] - y[1]).powi(2)) / 2.0;
         let dev = Device::flex();
         let t = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, 2]), &dev);
@@ -103,7 +110,11 @@ mod tests {
             let x0: f32 = l.x0_error.into_scalar();
             let w: f32 = l.weighted.into_scalar();
             assert!((x0 as f64 - want_x0).abs() < 1e-6, "{x0} vs {want_x0}");
-            assert!((w as f64 - lam * want_x0).abs() < 1e-5, "{wt:?}: {w} vs {}", lam * want_x0);
+            assert!(
+                (w as f64 - lam * want_x0).abs() < 1e-5,
+                "{wt:?}: {w} vs {}",
+                lam * want_x0
+            );
         }
     }
 }

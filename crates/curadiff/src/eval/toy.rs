@@ -75,7 +75,11 @@ pub fn classification_and_mandala(samples: &[[f64; 2]], logp: &[f64]) -> (f64, f
     let occ = occupied.iter().filter(|&&o| o).count();
     let hits = hit.iter().filter(|&&h| h).count();
     let classification = hits_in_grid as f64 / samples.len().max(1) as f64;
-    let mandala = if occ == 0 { 0.0 } else { hits as f64 / occ as f64 };
+    let mandala = if occ == 0 {
+        0.0
+    } else {
+        hits as f64 / occ as f64
+    };
     (classification, mandala)
 }
 
@@ -89,7 +93,12 @@ pub fn mmd_rbf(a: &[[f64; 2]], b: &[[f64; 2]], h: f64) -> f64 {
         let n = s.len() as f64;
         let sum: f64 = (0..s.len())
             .into_par_iter()
-            .map(|i| (0..s.len()).filter(|&j| j != i).map(|j| k(&s[i], &s[j])).sum::<f64>())
+            .map(|i| {
+                (0..s.len())
+                    .filter(|&j| j != i)
+                    .map(|j| k(&s[i], &s[j]))
+                    .sum::<f64>()
+            })
             .sum();
         sum / (n * (n - 1.0))
     };
@@ -107,7 +116,10 @@ pub fn sample_metrics(mixture: &Mixture, samples: &[[f64; 2]], seed: u64) -> Res
     if samples.is_empty() {
         return Err(Error::Config("no samples to evaluate".into()));
     }
-    if let Some(bad) = samples.iter().position(|s| !(s[0].is_finite() && s[1].is_finite())) {
+    if let Some(bad) = samples
+        .iter()
+        .position(|s| !(s[0].is_finite() && s[1].is_finite()))
+    {
         return Err(Error::Config(format!(
             "sample {bad} is not finite ({:?}); the sampler diverged",
             samples[bad]
@@ -160,7 +172,10 @@ impl Denoiser<2> for ExactDenoiser<'_> {
             .zip(&s)
             .zip(sigma)
             .flat_map(|((p, g), sg)| {
-                [(p[0] + sg * sg * g[0]) as f32, (p[1] + sg * sg * g[1]) as f32]
+                [
+                    (p[0] + sg * sg * g[0]) as f32,
+                    (p[1] + sg * sg * g[1]) as f32,
+                ]
             })
             .collect();
         Tensor::<2>::from_data(TensorData::new(d, [pts.len(), 2]), &device)
@@ -177,7 +192,14 @@ pub fn exact_loss(
     seed: u64,
 ) -> Result<f64> {
     let mut noise = noise.clone();
-    let b = toy_batch(mixture, &mut noise, LossTarget::Exact, seed ^ 0xE7A1, u64::MAX, n);
+    let b = toy_batch(
+        mixture,
+        &mut noise,
+        LossTarget::Exact,
+        seed ^ 0xE7A1,
+        u64::MAX,
+        n,
+    );
     Ok(losses_of(den, &b, Weighting::Score)?.mean())
 }
 
@@ -189,15 +211,31 @@ pub fn ode_l2(
     n: usize,
     seed: u64,
 ) -> Result<f64> {
-    let sigmas = edm_sigmas(sampler.steps, sampler.sigma_min, sampler.sigma_max, sampler.rho);
+    let sigmas = edm_sigmas(
+        sampler.steps,
+        sampler.sigma_min,
+        sampler.sigma_max,
+        sampler.rho,
+    );
     let start = |i: u64| -> Vec<f64> {
         mixture
-            .sample(&mut Rng::new(seed, Stream::Eval, 1000 + i), sampler.sigma_max)
+            .sample(
+                &mut Rng::new(seed, Stream::Eval, 1000 + i),
+                sampler.sigma_max,
+            )
             .to_vec()
     };
     let device = crate::device::inference();
     let a = sample_batched(den, &start, 2, n, &sigmas, 4096, &device)?;
-    let b = sample_batched(&ExactDenoiser(mixture), &start, 2, n, &sigmas, 4096, &device)?;
+    let b = sample_batched(
+        &ExactDenoiser(mixture),
+        &start,
+        2,
+        n,
+        &sigmas,
+        4096,
+        &device,
+    )?;
     let d: f64 = a
         .chunks(2)
         .zip(b.chunks(2))
@@ -215,13 +253,26 @@ pub fn sample_toy(
     n: usize,
     seed: u64,
 ) -> Result<Vec<[f64; 2]>> {
-    let sigmas = edm_sigmas(sampler.steps, sampler.sigma_min, sampler.sigma_max, sampler.rho);
+    let sigmas = edm_sigmas(
+        sampler.steps,
+        sampler.sigma_min,
+        sampler.sigma_max,
+        sampler.rho,
+    );
     let start = |i: u64| -> Vec<f64> {
         mixture
             .sample(&mut Rng::new(seed, Stream::Sample, i), sampler.sigma_max)
             .to_vec()
     };
-    let v = sample_batched(den, &start, 2, n, &sigmas, 16384, &crate::device::inference())?;
+    let v = sample_batched(
+        den,
+        &start,
+        2,
+        n,
+        &sigmas,
+        16384,
+        &crate::device::inference(),
+    )?;
     Ok(v.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect())
 }
 
@@ -243,7 +294,12 @@ mod tests {
         assert!(s.mmd.abs() < 2e-3, "{s:?}");
         // Uniform noise over the grid box: few hits, large MMD.
         let noise: Vec<[f64; 2]> = (0..20_000)
-            .map(|_| [ORIGIN[0] + 3.0 * rng.uniform() - 1.5, ORIGIN[1] + 3.0 * rng.uniform() - 1.5])
+            .map(|_| {
+                [
+                    ORIGIN[0] + 3.0 * rng.uniform() - 1.5,
+                    ORIGIN[1] + 3.0 * rng.uniform() - 1.5,
+                ]
+            })
             .collect();
         let n = sample_metrics(&m, &noise, 1).unwrap();
         assert!(n.classification < 0.2 && n.mandala < 0.2, "{n:?}");
@@ -254,7 +310,12 @@ mod tests {
     fn mandala_hand_case() {
         // Three samples: two hits in one cell, one miss in another cell, one outside the grid.
         let o = ORIGIN;
-        let samples = [[o[0], o[1]], [o[0] + 0.001, o[1]], [o[0] + 0.5, o[1]], [o[0] + 9.0, o[1]]];
+        let samples = [
+            [o[0], o[1]],
+            [o[0] + 0.001, o[1]],
+            [o[0] + 0.5, o[1]],
+            [o[0] + 9.0, o[1]],
+        ];
         let logp = [0.0, 0.0, -5.0, 0.0];
         let (c, m) = classification_and_mandala(&samples, &logp);
         assert!((c - 0.5).abs() < 1e-12, "{c}"); // 2 in-grid hits of 4 samples

@@ -30,7 +30,11 @@ impl Batch {
     /// The rows at `idx`, in that order.
     pub fn subset(&self, idx: &[usize]) -> Batch {
         let d = self.dim;
-        let rows = |v: &[f64]| idx.iter().flat_map(|&i| v[i * d..(i + 1) * d].to_vec()).collect();
+        let rows = |v: &[f64]| {
+            idx.iter()
+                .flat_map(|&i| v[i * d..(i + 1) * d].to_vec())
+                .collect()
+        };
         Batch {
             dim: d,
             x: rows(&self.x),

@@ -163,7 +163,10 @@ pub fn load(dir: &Path, step: u64) -> Result<Checkpoint> {
     let mut named: Vec<(String, HostParam)> = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor {name} is {:?}, expected F32", view.dtype())));
+            return Err(bad(format!(
+                "tensor {name} is {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let data: Vec<f32> = view
             .data()
@@ -241,7 +244,9 @@ mod tests {
         let p = |name: &str, shape: Vec<usize>| HostParam {
             name: name.into(),
             shape: shape.clone(),
-            data: (0..shape.iter().product::<usize>()).map(|i| v + i as f32).collect(),
+            data: (0..shape.iter().product::<usize>())
+                .map(|i| v + i as f32)
+                .collect(),
         };
         // 12 parameters so that the stored order must survive name sorting ("10" < "2").
         let net: Vec<HostParam> = (0..12).map(|i| p(&format!("l{i}.w"), vec![2, 3])).collect();
@@ -264,7 +269,10 @@ mod tests {
         let bytes = std::fs::read(&t).unwrap();
         std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
         let e = latest(&dir).unwrap_err().to_string();
-        assert!(e.contains("ckpt-000000003.safetensors") && e.contains("truncated"), "{e}");
+        assert!(
+            e.contains("ckpt-000000003.safetensors") && e.contains("truncated"),
+            "{e}"
+        );
         assert!(e.contains("step 2") && e.contains("intact"), "{e}");
         assert_eq!(load(&dir, 2).unwrap().groups["net"], groups(2.0)["net"]);
         std::fs::remove_dir_all(&dir).unwrap();

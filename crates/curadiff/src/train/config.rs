@@ -98,7 +98,10 @@ fn positive(field: &str, v: f64) -> Result<()> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(invalid(field, format!("must be a finite number > 0, got {v}")))
+        Err(invalid(
+            field,
+            format!("must be a finite number > 0, got {v}"),
+        ))
     }
 }
 
@@ -171,7 +174,10 @@ impl RunConfig {
         positive("sampler.sigma_max", s.sigma_max)?;
         positive("sampler.rho", s.rho)?;
         if s.sigma_min >= s.sigma_max {
-            return Err(invalid("sampler.sigma_min", "must be below sampler.sigma_max"));
+            return Err(invalid(
+                "sampler.sigma_min",
+                "must be below sampler.sigma_max",
+            ));
         }
         Ok(())
     }
@@ -225,7 +231,8 @@ impl RunConfig {
             let va = lookup(&a, &k);
             let vb = lookup(&b, &k);
             if va != vb {
-                let show = |v: Option<&toml::Value>| v.map_or("<missing>".into(), |v| v.to_string());
+                let show =
+                    |v: Option<&toml::Value>| v.map_or("<missing>".into(), |v| v.to_string());
                 out.push(format!("{k}: {} here, {} in the run", show(vb), show(va)));
             }
         }

@@ -1,12 +1,12 @@
 //! Training: config and presets, the loop, optimiser, EMA, checkpoints and stats.
+pub mod batch;
+pub mod checkpoint;
 pub mod config;
 pub mod ema;
+pub mod learner;
 pub mod lr;
 pub mod optim;
 pub mod params;
-pub mod checkpoint;
-pub mod batch;
-pub mod learner;
 pub mod presets;
 pub mod run;
 pub mod stats;

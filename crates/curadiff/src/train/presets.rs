@@ -41,7 +41,11 @@ pub fn preset(name: &str) -> Result<RunConfig> {
         .map(|p| (p.build)())
         .ok_or_else(|| Error::UnknownPreset {
             name: name.to_string(),
-            valid: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
+            valid: PRESETS
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
@@ -117,17 +121,34 @@ mod tests {
     #[test]
     fn overrides_are_checked() {
         let c = preset("toy").unwrap();
-        let d = c.with_overrides(&["train.batch=1024".into(), "model.width=8".into()]).unwrap();
+        let d = c
+            .with_overrides(&["train.batch=1024".into(), "model.width=8".into()])
+            .unwrap();
         assert_eq!((d.train.batch, d.model.width), (1024, 8));
-        let e = c.with_overrides(&["train.bach=3".into()]).unwrap_err().to_string();
+        let e = c
+            .with_overrides(&["train.bach=3".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("train.bach") && e.contains("train.batch"), "{e}");
-        let e = c.with_overrides(&["train.batch=0".into()]).unwrap_err().to_string();
+        let e = c
+            .with_overrides(&["train.batch=0".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("train.batch"), "{e}");
-        let e = c.with_overrides(&["diffusion.p_std=nan".into()]).unwrap_err().to_string();
+        let e = c
+            .with_overrides(&["diffusion.p_std=nan".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("diffusion.p_std"), "{e}");
-        let e = c.with_overrides(&["sampler.sigma_max=-1".into()]).unwrap_err().to_string();
+        let e = c
+            .with_overrides(&["sampler.sigma_max=-1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sampler.sigma_max"), "{e}");
-        let e = c.with_overrides(&["data.classes=C".into()]).unwrap_err().to_string();
+        let e = c
+            .with_overrides(&["data.classes=C".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("C"), "{e}");
         // The TOML round trip is lossless.
         assert_eq!(RunConfig::from_toml(&d.to_toml().unwrap()).unwrap(), d);

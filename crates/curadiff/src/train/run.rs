@@ -120,11 +120,13 @@ fn resume(run: &RunDir, learner: &mut ToyLearner) -> Result<Option<Counters>> {
     let Some(ck) = checkpoint::latest(&run.checkpoints())? else {
         return Ok(None);
     };
-    learner.load_groups(&ck.groups, ck.meta.step).map_err(|e| Error::BadCheckpoint {
-        path: ck.path.clone(),
-        why: e.to_string(),
-        hint: "it does not fit this config's model".into(),
-    })?;
+    learner
+        .load_groups(&ck.groups, ck.meta.step)
+        .map_err(|e| Error::BadCheckpoint {
+            path: ck.path.clone(),
+            why: e.to_string(),
+            hint: "it does not fit this config's model".into(),
+        })?;
     Ok(Some(Counters {
         step: ck.meta.step,
         nimg: ck.meta.nimg,
@@ -184,7 +186,14 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     while c.nimg < total {
         // Data: fresh exact samples of the toy at log-normal σ.
         let t = Instant::now();
-        let b = toy_batch(&mixture, &mut noise, cfg.train.target, cfg.seed, c.step, cfg.train.batch);
+        let b = toy_batch(
+            &mixture,
+            &mut noise,
+            cfg.train.target,
+            cfg.seed,
+            c.step,
+            cfg.train.batch,
+        );
         c.add("data", t);
 
         // Step: forward, backward, Adam, forced weight normalisation; then the EMA.

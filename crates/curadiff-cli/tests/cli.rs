@@ -1,0 +1,404 @@
+//! End-to-end tests of the `curadiff` binary: bad input, resume after SIGKILL, sampling and
+//! evaluation round trips, and the main job on a tiny budget.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A fresh temporary folder removed at the end of the test.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("curadiff-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn join(&self, s: &str) -> PathBuf {
+        self.0.join(s)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn curadiff() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_curadiff"))
+}
+
+fn run(args: &[&str]) -> Output {
+    curadiff().args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A small, fast toy run: width 16, batch 256.
+const SMALL: &[&str] = &[
+    "--set",
+    "model.width=16",
+    "--set",
+    "train.batch=256",
+    "--set",
+    "train.log_every_nimg=2560",
+];
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--preset", "toy", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn final_tensors(run: &Path) -> Vec<u8> {
+    let dir = run.join("checkpoints");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    names.sort();
+    std::fs::read(dir.join(names.last().unwrap())).unwrap()
+}
+
+#[test]
+fn bad_input_gets_named_errors_and_exit_code_2() {
+    let t = TempDir::new("bad");
+    let o = run(&[
+        "train",
+        "--preset",
+        "nope",
+        "--out",
+        t.join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown preset 'nope'") && stderr(&o).contains("toy-guide"));
+
+    let o = train(&t.join("r"), &["--set", "train.batchsize=3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("train.batchsize") && stderr(&o).contains("train.batch"));
+
+    for (set, field) in [
+        ("train.batch=0", "train.batch"),
+        ("diffusion.p_std=-1", "diffusion.p_std"),
+        ("train.lr.lr=NaN", "train.lr.lr"),
+        ("sampler.sigma_min=9", "sampler.sigma_min"),
+    ] {
+        let o = train(&t.join("r"), &["--set", set]);
+        assert_eq!(o.status.code(), Some(2), "{set}");
+        assert!(stderr(&o).contains(field), "{set}: {}", stderr(&o));
+    }
+
+    // Samples of the wrong shape, and a missing file.
+    let bad = t.join("bad.npy");
+    let o = run(&["eval", "toy", "--samples", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.npy"));
+    write_npy_f32(&bad, &[4, 3], &[0.0; 12]);
+    let o = run(&["eval", "toy", "--samples", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bad.npy") && stderr(&o).contains("[N, 2]"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Sampling from a folder that is not a run.
+    let o = run(&[
+        "sample",
+        "--run",
+        t.0.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a run directory"), "{}", stderr(&o));
+}
+
+fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut head = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
+        dims.join(", ")
+    );
+    while (10 + head.len() + 1) % 64 != 0 {
+        head.push(' ');
+    }
+    head.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((head.len() as u16).to_le_bytes());
+    b.extend(head.as_bytes());
+    for v in data {
+        b.extend(v.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn dry_run_prints_resolved_config_and_writes_nothing() {
+    let t = TempDir::new("dry");
+    let out = t.join("r");
+    let o = train(&out, &["--seed", "5", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("seed = 5") && text.contains("width = 16") && text.contains("batch = 256")
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn resume_after_sigkill_gives_identical_weights() {
+    let t = TempDir::new("kill");
+    let steps = 1200u64;
+    let args = |out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--preset", "toy", "--out", out.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(SMALL.iter().map(|s| s.to_string()));
+        a.extend([
+            "--set".into(),
+            format!("train.duration_nimg={}", steps * 256),
+            "--set".into(),
+            format!("train.checkpoint_every_nimg={}", 100 * 256),
+        ]);
+        a
+    };
+    // Uninterrupted reference.
+    let a = t.join("a");
+    let o = curadiff().args(args(&a)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Killed mid-way (SIGKILL), then the same command again.
+    let b = t.join("b");
+    let mut child = curadiff()
+        .args(args(&b))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let ckpts = b.join("checkpoints");
+    let killed_mid_way = loop {
+        let has_ckpt = std::fs::read_dir(&ckpts)
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            })
+            .unwrap_or(false);
+        if has_ckpt {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+            break true;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run finished ({status}) before it could be killed");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(killed_mid_way);
+    let stats_before = std::fs::read_to_string(b.join("stats.jsonl")).unwrap_or_default();
+    assert!(
+        !stats_before.contains(&format!("\"step\":{steps},")),
+        "the killed run must not have reached the end"
+    );
+    let o = curadiff().args(args(&b)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"resumed_from\":"));
+    assert_eq!(
+        final_tensors(&a),
+        final_tensors(&b),
+        "resumed weights differ"
+    );
+
+    // The stats file holds each logged step once, in order.
+    let steps_logged: Vec<u64> = std::fs::read_to_string(b.join("stats.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["step"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(
+        steps_logged.windows(2).all(|w| w[0] < w[1]),
+        "{steps_logged:?}"
+    );
+    assert_eq!(*steps_logged.last().unwrap(), steps);
+
+    // Re-running a finished run changes nothing; a different config is refused.
+    let o = curadiff().args(args(&b)).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(final_tensors(&a), final_tensors(&b));
+    let mut other = args(&b);
+    other.extend(["--set".into(), "model.width=8".into()]);
+    let o = curadiff().args(other).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("model.width"), "{}", stderr(&o));
+
+    // A truncated newest checkpoint: clear error naming it; the previous one stays usable.
+    let ck = b.join("checkpoints");
+    let mut tensors: Vec<PathBuf> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    tensors.sort();
+    let newest = tensors.last().unwrap().clone();
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
+    let o = run(&[
+        "sample",
+        "--run",
+        b.to_str().unwrap(),
+        "--n",
+        "8",
+        "--out",
+        t.join("s.npy").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains(newest.file_name().unwrap().to_str().unwrap()) && e.contains("truncated"),
+        "{e}"
+    );
+    assert!(e.contains("intact"), "{e}");
+    std::fs::remove_file(&newest).unwrap();
+    std::fs::remove_file(newest.with_extension("json")).unwrap();
+    let o = run(&[
+        "sample",
+        "--run",
+        b.to_str().unwrap(),
+        "--n",
+        "8",
+        "--out",
+        t.join("s.npy").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn nan_loss_stops_with_step_and_keeps_last_checkpoint() {
+    let t = TempDir::new("nan");
+    let out = t.join("r");
+    // A huge learning rate drives the output gain to overflow.
+    let o = train(
+        &out,
+        &[
+            "--set",
+            "train.duration_nimg=51200",
+            "--set",
+            "train.checkpoint_every_nimg=256",
+            "--set",
+            "train.lr.lr=1e36",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("at step") && e.contains("last good checkpoint"),
+        "{e}"
+    );
+    // The kept checkpoint loads.
+    let o = run(&[
+        "sample",
+        "--run",
+        out.to_str().unwrap(),
+        "--n",
+        "4",
+        "--raw",
+        "--out",
+        t.join("s.npy").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn same_seed_same_samples_and_metrics() {
+    let t = TempDir::new("det");
+    let out = t.join("r");
+    let o = train(&out, &["--set", "train.duration_nimg=25600"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("samples/final.png").exists());
+    let sample = |name: &str| {
+        let p = t.join(name);
+        let o = run(&[
+            "sample",
+            "--run",
+            out.to_str().unwrap(),
+            "--n",
+            "2000",
+            "--seed",
+            "3",
+            "--out",
+            p.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = run(&[
+            "eval",
+            "toy",
+            "--samples",
+            p.to_str().unwrap(),
+            "--run",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            std::fs::read(&p).unwrap(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let (a, ma) = sample("a.npy");
+    let (b, mb) = sample("b.npy");
+    assert_eq!(a, b);
+    assert_eq!(ma, mb);
+    let v: serde_json::Value = serde_json::from_str(&ma).unwrap();
+    for k in ["classification", "mandala", "mmd", "mean_loglik"] {
+        assert!(v["samples"][k].as_f64().unwrap().is_finite(), "{k}");
+    }
+    for k in ["loss", "loss_outer", "ode_l2"] {
+        assert!(v["model"][k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    // 2000 float32 pairs after a 128-byte header.
+    assert_eq!(a.len(), 128 + 2000 * 2 * 4);
+}
+
+#[test]
+fn demo_runs_end_to_end_on_a_tiny_budget() {
+    let t = TempDir::new("demo");
+    let out = t.join("d");
+    let o = run(&[
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--n",
+        "3000",
+        "--set",
+        "train.duration_nimg=40960",
+        "--set",
+        "train.batch=512",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("unguided w=1") && table.contains("autoguided w=3"),
+        "{table}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m.as_array().unwrap().len(), 2);
+    for name in ["unguided.png", "autoguided.png"] {
+        let png = std::fs::read(out.join(name)).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+    }
+}
