@@ -1,7 +1,8 @@
 //! The `Denoiser` seam: anything that maps noisy examples and their σ to a clean estimate.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
+use super::loss::{f_target, score_target, Space};
 use super::precond::Precond;
 use crate::models::mlp::Mlp;
 
@@ -18,40 +19,73 @@ pub struct ToyDenoiser {
     pub sigma_data: f64,
 }
 
-impl ToyDenoiser {
-    /// Input features [c_in·x, c_noise, 1] and the per-example (c_skip, c_out) columns.
-    pub fn inputs(&self, x: Tensor<2>, sigma: &[f64]) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-        let device = x.device();
+/// Per-example preconditioning columns `[batch, 1]` on a device.
+struct Columns {
+    c_in: Tensor<2>,
+    c_skip: Tensor<2>,
+    c_out: Tensor<2>,
+    inv_sigma: Tensor<2>,
+    sigma2: Tensor<2>,
+    /// [c_noise, 1] per example, `[batch, 2]`.
+    extra: Tensor<2>,
+}
+
+impl Columns {
+    fn new(sigma: &[f64], sigma_data: f64, device: &Device) -> Self {
         let n = sigma.len();
-        let mut c_in = Vec::with_capacity(n);
-        let mut extra = Vec::with_capacity(2 * n);
-        let mut skip = Vec::with_capacity(n);
-        let mut out = Vec::with_capacity(n);
-        for &s in sigma {
-            let p = Precond::new(s, self.sigma_data);
-            c_in.push(p.c_in as f32);
-            extra.push(p.c_noise as f32);
-            extra.push(1.0);
-            skip.push(p.c_skip as f32);
-            out.push(p.c_out as f32);
+        let col = |f: &dyn Fn(f64) -> f64| {
+            let v: Vec<f32> = sigma.iter().map(|&s| f(s) as f32).collect();
+            Tensor::<2>::from_data(TensorData::new(v, [n, 1]), device)
+        };
+        let p = |s: f64| Precond::new(s, sigma_data);
+        let extra: Vec<f32> = sigma.iter().flat_map(|&s| [p(s).c_noise as f32, 1.0]).collect();
+        Self {
+            c_in: col(&|s| p(s).c_in),
+            c_skip: col(&|s| p(s).c_skip),
+            c_out: col(&|s| p(s).c_out),
+            inv_sigma: col(&|s| 1.0 / s),
+            sigma2: col(&|s| s * s),
+            extra: Tensor::<2>::from_data(TensorData::new(extra, [n, 2]), device),
         }
-        let col = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [n, 1]), &device);
-        let c_in = col(c_in); // [batch, 1]
-        let extra = Tensor::<2>::from_data(TensorData::new(extra, [n, 2]), &device); // [batch, 2]
-        let features = Tensor::cat(vec![x * c_in, extra], 1); // [batch, 4]
-        (features, col(skip), col(out))
+    }
+}
+
+impl ToyDenoiser {
+    fn is_energy(&self) -> bool {
+        self.net.out.is_none()
     }
 
-    /// F(c_in·x; c_noise), the raw network output [batch, 2].
-    pub fn raw(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
-        let (features, _, _) = self.inputs(x, sigma);
-        self.net.forward(features)
+    /// The model's prediction in its own loss space: the score s(x; σ) (energy form) or the
+    /// preconditioned output F (denoiser form). x: [batch, 2] → [batch, 2].
+    pub fn predict(&self, x: Tensor<2>, sigma: &[f64]) -> (Tensor<2>, Space) {
+        let c = Columns::new(sigma, self.sigma_data, &x.device());
+        let x_hat = x * c.c_in.clone(); // [batch, 2]
+        let features = Tensor::cat(vec![x_hat.clone(), c.extra], 1); // [batch, 4]
+        if self.is_energy() {
+            let g = self.net.energy_grad(features, c.inv_sigma);
+            ((g - x_hat) * c.c_in, Space::Score) // ∂/∂x of log p̂
+        } else {
+            (self.net.forward(features), Space::F)
+        }
+    }
+
+    /// The regression target of [`ToyDenoiser::predict`] for noisy `x` and clean target `y`.
+    pub fn target(&self, x: &[f64], y: &[f64], sigma: &[f64]) -> Vec<f32> {
+        if self.is_energy() {
+            score_target(x, y, sigma)
+        } else {
+            f_target(x, y, sigma, self.sigma_data)
+        }
     }
 }
 
 impl Denoiser<2> for ToyDenoiser {
     fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
-        let (features, c_skip, c_out) = self.inputs(x.clone(), sigma);
-        x * c_skip + self.net.forward(features) * c_out // [batch, 2]
+        let c = Columns::new(sigma, self.sigma_data, &x.device());
+        let (pred, space) = self.predict(x.clone(), sigma);
+        match space {
+            Space::Score => x + pred * c.sigma2,             // D = x + σ²·s
+            Space::F => x * c.c_skip + pred * c.c_out,       // D = c_skip·x + c_out·F
+        }
     }
 }

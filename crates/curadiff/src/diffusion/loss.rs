@@ -20,16 +20,6 @@ pub enum Weighting {
     Edm,
 }
 
-impl Weighting {
-    /// λ(σ)·c_out(σ)², the weight on the F-space squared error.
-    pub fn f_weight(self, sigma: f64, sigma_data: f64) -> f64 {
-        match self {
-            Weighting::Score => sigma_data * sigma_data / (sigma * sigma + sigma_data * sigma_data),
-            Weighting::Edm => 1.0,
-        }
-    }
-}
-
 /// F_target = (y − c_skip·x)/c_out for a flat batch (`x`, `y` hold `sigma.len()` equal rows).
 pub fn f_target(x: &[f64], y: &[f64], sigma: &[f64], sigma_data: f64) -> Vec<f32> {
     let per = x.len() / sigma.len().max(1);
@@ -53,33 +43,67 @@ pub struct PerExample {
     pub x0_error: Tensor<1>,
 }
 
-/// The per-example losses from the network output `f` and its target (both `[batch, …]`).
+/// The space a model's error is measured in, and the factor that turns its squared error
+/// into the denoiser-space squared error ‖D − y‖².
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// F-space: D − y = c_out·(F − F_target).
+    F,
+    /// Score space: D − y = σ²·(s − s_target), s_target = (y − x)/σ².
+    Score,
+}
+
+impl Space {
+    /// ‖D − y‖² / ‖error in this space‖² at σ.
+    pub fn to_x0(self, sigma: f64, sigma_data: f64) -> f64 {
+        match self {
+            Space::F => Precond::new(sigma, sigma_data).c_out.powi(2),
+            Space::Score => sigma.powi(4),
+        }
+    }
+}
+
+impl Weighting {
+    /// λ(σ).
+    pub fn lambda(self, sigma: f64, sigma_data: f64) -> f64 {
+        match self {
+            Weighting::Score => 1.0 / (sigma * sigma),
+            Weighting::Edm => (sigma * sigma + sigma_data * sigma_data) / (sigma * sigma_data).powi(2),
+        }
+    }
+}
+
+/// s_target = (y − x)/σ² for a flat batch.
+pub fn score_target(x: &[f64], y: &[f64], sigma: &[f64]) -> Vec<f32> {
+    let per = x.len() / sigma.len().max(1);
+    x.chunks(per)
+        .zip(y.chunks(per))
+        .zip(sigma)
+        .flat_map(|((xr, yr), &s)| xr.iter().zip(yr).map(move |(&xv, &yv)| ((yv - xv) / (s * s)) as f32))
+        .collect()
+}
+
+/// Per-example losses from a prediction and its target in `space` (both `[batch, …]`).
 pub fn per_example<const D: usize>(
-    f: Tensor<D>,
-    f_target: Tensor<D>,
+    pred: Tensor<D>,
+    target: Tensor<D>,
+    space: Space,
     sigma: &[f64],
     sigma_data: f64,
     weighting: Weighting,
 ) -> PerExample {
     let n = sigma.len();
-    let device = f.device();
-    let sq = (f - f_target)
-        .square()
-        .flatten::<2>(1, D - 1)
-        .mean_dim(1)
-        .reshape([n]); // [batch]
-    let col = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &device);
-    let w = col(sigma
-        .iter()
-        .map(|&s| weighting.f_weight(s, sigma_data) as f32)
-        .collect());
-    let c_out2 = col(sigma
-        .iter()
-        .map(|&s| Precond::new(s, sigma_data).c_out.powi(2) as f32)
-        .collect());
+    let device = pred.device();
+    let sq = (pred - target).square().flatten::<2>(1, D - 1).mean_dim(1).reshape([n]); // [batch]
+    let col = |f: &dyn Fn(f64) -> f64| {
+        let v: Vec<f32> = sigma.iter().map(|&s| f(s) as f32).collect();
+        Tensor::<1>::from_data(TensorData::new(v, [n]), &device)
+    };
+    let to_x0 = |s: f64| space.to_x0(s, sigma_data);
+    let weight = |s: f64| weighting.lambda(s, sigma_data) * space.to_x0(s, sigma_data);
     PerExample {
-        weighted: sq.clone() * w,
-        x0_error: sq.detach() * c_out2,
+        weighted: sq.clone() * col(&weight),
+        x0_error: sq.detach() * col(&to_x0),
     }
 }
 
@@ -106,7 +130,7 @@ mod tests {
         let t = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, 2]), &dev);
         // EDM λ at σ = σ_d = 0.5: (0.25 + 0.25)/(0.25·0.25) = 8.
         for (wt, lam) in [(Weighting::Score, 1.0 / (s * s)), (Weighting::Edm, 8.0)] {
-            let l = per_example(t(f.to_vec()), t(ft.clone()), &[s], sd, wt);
+            let l = per_example(t(f.to_vec()), t(ft.clone()), Space::F, &[s], sd, wt);
             let x0: f32 = l.x0_error.into_scalar();
             let w: f32 = l.weighted.into_scalar();
             assert!((x0 as f64 - want_x0).abs() < 1e-6, "{x0} vs {want_x0}");
@@ -116,5 +140,11 @@ mod tests {
                 lam * want_x0
             );
         }
+        // The same loss in score space: s = (D − x)/σ², s_target = (y − x)/σ².
+        let sp: Vec<f32> = (0..2).map(|i| ((d[i] - x[i]) / (s * s)) as f32).collect();
+        let st = score_target(&x, &y, &[s]);
+        let l = per_example(t(sp), t(st), Space::Score, &[s], sd, Weighting::Score);
+        let x0: f32 = l.x0_error.into_scalar();
+        assert!((x0 as f64 - want_x0).abs() < 1e-6, "{x0} vs {want_x0}");
     }
 }

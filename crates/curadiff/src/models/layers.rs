@@ -1,7 +1,7 @@
 //! Magnitude-preserving layers (Karras et al. 2024, EDM2, Sec. 2.3 and `networks_edm2.py`).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::rng::Rng;
@@ -12,6 +12,13 @@ pub const NORM_EPS: f64 = 1e-4;
 /// `mp_silu(x) = silu(x) / 0.596`: unit-variance output for unit-variance input.
 pub fn mp_silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     silu(x).div_scalar(0.596)
+}
+
+/// d mp_silu / dx = σ(x)·(1 + x·(1 − σ(x))) / 0.596, with σ the logistic function.
+pub fn mp_silu_grad<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let s = sigmoid(x.clone());
+    let one_minus = s.clone().neg().add_scalar(1.0);
+    (s * (x * one_minus).add_scalar(1.0)).div_scalar(0.596)
 }
 
 /// A linear layer with forced weight normalisation: each output row of the stored weight is
@@ -33,11 +40,16 @@ impl MpLinear {
         }
     }
 
-    /// x: [batch, in] → [batch, out].
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+    /// The weight as used: each row divided by its norm. [out, in]
+    pub fn normalized(&self) -> Tensor<2> {
         let w = self.weight.val(); // [out, in]
         let norm = w.clone().square().sum_dim(1).sqrt().add_scalar(NORM_EPS); // [out, 1]
-        x.matmul((w / norm).transpose()) // [batch, out]
+        w / norm
+    }
+
+    /// x: [batch, in] → [batch, out].
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        x.matmul(self.normalized().transpose()) // [batch, out]
     }
 }
 

@@ -75,9 +75,7 @@ impl ToyLearner {
     /// returns the per-example losses before the step.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<Losses> {
         let device = self.den.net.gain.val().device();
-        let (x, ft) = batch_tensors(batch, self.den.sigma_data, &device);
-        let f = self.den.raw(x, &batch.sigma); // [batch, 2]
-        let l = loss::per_example(f, ft, &batch.sigma, self.den.sigma_data, self.weighting);
+        let l = per_example_losses(&self.den, batch, self.weighting, &device);
         let total = l.weighted.clone().mean();
         let grads = GradientsParams::from_grads(total.backward(), &self.den.net);
         let net = self.den.net.clone();
@@ -171,21 +169,25 @@ impl ToyLearner {
 /// Forward-only per-example losses of any toy denoiser (learner, reference, guide).
 pub fn losses_of(den: &ToyDenoiser, batch: &Batch, weighting: Weighting) -> Result<Losses> {
     let device = den.net.gain.val().device();
-    let (x, ft) = batch_tensors(batch, den.sigma_data, &device);
-    let f = den.raw(x, &batch.sigma);
-    let l = loss::per_example(f, ft, &batch.sigma, den.sigma_data, weighting);
+    let l = per_example_losses(den, batch, weighting, &device);
     Ok(Losses {
         weighted: read(l.weighted, "the per-example loss")?,
         x0_error: read(l.x0_error, "the per-example x0-error")?,
     })
 }
 
-/// The batch's inputs x `[batch, dim]` and F-space targets `[batch, dim]` on `device`.
-fn batch_tensors(batch: &Batch, sigma_data: f64, device: &Device) -> (Tensor<2>, Tensor<2>) {
+/// The per-example losses of `den` on `batch` (with autodiff when `device` has it).
+fn per_example_losses(
+    den: &ToyDenoiser,
+    batch: &Batch,
+    weighting: Weighting,
+    device: &Device,
+) -> loss::PerExample {
     let n = batch.len();
     let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
-    let ft = loss::f_target(&batch.x, &batch.target, &batch.sigma, sigma_data);
     let x = Tensor::<2>::from_data(TensorData::new(x, [n, batch.dim]), device);
-    let ft = Tensor::<2>::from_data(TensorData::new(ft, [n, batch.dim]), device);
-    (x, ft)
+    let target = den.target(&batch.x, &batch.target, &batch.sigma);
+    let target = Tensor::<2>::from_data(TensorData::new(target, [n, batch.dim]), device);
+    let (pred, space) = den.predict(x, &batch.sigma); // [batch, 2]
+    loss::per_example(pred, target, space, &batch.sigma, den.sigma_data, weighting)
 }

@@ -7,7 +7,7 @@ use crate::data::toy2d::Classes;
 use crate::diffusion::loss::Weighting;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{Error, Result};
-use crate::models::mlp::MlpConfig;
+use crate::models::mlp::{MlpConfig, Output};
 
 /// A named starting configuration.
 pub struct Preset {
@@ -61,6 +61,7 @@ fn toy() -> RunConfig {
             classes: Classes::A,
         },
         model: MlpConfig {
+            output: Output::Energy,
             width: 64,
             layers: 4,
         },
