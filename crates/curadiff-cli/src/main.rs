@@ -1,5 +1,6 @@
 //! `curadiff`: arguments → validated config → library. Exit codes: 0 success, 1 failure,
-//! 2 bad input (usage, config, files), 3 training diverged (non-finite loss).
+//! 2 bad input (usage, config, missing or malformed files), 3 training diverged (non-finite
+//! loss).
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -78,8 +79,10 @@ enum Command {
     Demo {
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Training seeds, comma-separated; with more than one, each goes to OUT/seed-N and
+        /// a mean ± std table is printed.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        seeds: Vec<u64>,
         /// Samples per column.
         #[arg(long, default_value_t = 163_840)]
         n: usize,
@@ -88,6 +91,9 @@ enum Command {
         /// Overrides for both runs (e.g. --set train.duration_nimg=...).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Overrides for the guide run only.
+        #[arg(long = "guide-set", value_name = "KEY=VALUE")]
+        guide_sets: Vec<String>,
     },
     /// Benchmarks: `--speed PRESET` times training steps split into data and model.
     Bench {
@@ -168,6 +174,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
     use curadiff::Error as E;
     match e.chain().find_map(|c| c.downcast_ref::<E>()) {
         Some(E::NonFiniteLoss { .. }) => 3,
+        Some(E::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => 2,
         Some(
             E::UnknownPreset { .. }
             | E::UnknownKey { .. }
@@ -259,22 +266,36 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Demo {
             out,
-            seed,
+            seeds,
             n,
             guidance,
             sets,
+            guide_sets,
         } => {
-            let cfg = DemoConfig {
-                out,
-                seed,
-                n,
-                sample_seed: 7,
-                guidance,
-                sets,
-            };
-            let cols = toyjob::demo(&cfg, &mut Bar { bar: None })?;
-            println!("{}", demo_table(&cols));
-            println!("metrics: {}", cfg.out.join("metrics.json").display());
+            let mut all = Vec::new();
+            for &seed in &seeds {
+                let dir = if seeds.len() > 1 {
+                    out.join(format!("seed-{seed}"))
+                } else {
+                    out.clone()
+                };
+                let cfg = DemoConfig {
+                    out: dir,
+                    seed,
+                    n,
+                    sample_seed: 7,
+                    guidance,
+                    sets: sets.clone(),
+                    guide_sets: guide_sets.clone(),
+                };
+                let cols = toyjob::demo(&cfg, &mut Bar { bar: None })?;
+                println!("seed {seed}\n{}", demo_table(&cols));
+                println!("metrics: {}", cfg.out.join("metrics.json").display());
+                all.push(cols);
+            }
+            if all.len() > 1 {
+                println!("{}", seeds_table(&seeds, &all));
+            }
         }
         Command::Bench { speed, steps } => bench::speed(&speed, steps)?,
         Command::Presets => {
@@ -286,22 +307,44 @@ fn execute(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+type Metric = (&'static str, fn(&toyjob::Column) -> f64);
+
+const METRICS: [Metric; 7] = [
+    ("classification", |c| c.samples.classification),
+    ("mandala", |c| c.samples.mandala),
+    ("mmd", |c| c.samples.mmd),
+    ("mean loglik", |c| c.samples.mean_loglik),
+    ("ode_l2", |c| c.model.ode_l2),
+    ("exact loss (main)", |c| c.model.loss),
+    ("exact loss outer", |c| c.model.loss_outer),
+];
+
+/// Mean ± std over seeds of every metric, one column per guidance setting.
+fn seeds_table(seeds: &[u64], all: &[Vec<toyjob::Column>]) -> String {
+    let mut s = format!("mean ± std over seeds {seeds:?}\n{:<22}", "metric");
+    for c in &all[0] {
+        s += &format!("{:>24}", format!("{} w={}", c.name, c.guidance));
+    }
+    s.push('\n');
+    for (name, f) in METRICS {
+        s += &format!("{name:<22}");
+        for i in 0..all[0].len() {
+            let v: Vec<f64> = all.iter().map(|cols| f(&cols[i])).collect();
+            let (m, sd) = toyjob::mean_std(&v);
+            s += &format!("{:>24}", format!("{m:.4} ± {sd:.4}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
 fn demo_table(cols: &[toyjob::Column]) -> String {
     let mut s = format!("{:<22}", "metric");
     for c in cols {
         s += &format!("{:>16}", format!("{} w={}", c.name, c.guidance));
     }
     s.push('\n');
-    let rows: [(&str, fn(&toyjob::Column) -> f64); 7] = [
-        ("classification", |c| c.samples.classification),
-        ("mandala", |c| c.samples.mandala),
-        ("mmd", |c| c.samples.mmd),
-        ("mean loglik", |c| c.samples.mean_loglik),
-        ("ode_l2", |c| c.model.ode_l2),
-        ("exact loss (main)", |c| c.model.loss),
-        ("exact loss outer", |c| c.model.loss_outer),
-    ];
-    for (name, f) in rows {
+    for (name, f) in METRICS {
         s += &format!("{name:<22}");
         for c in cols {
             s += &format!("{:>16.5}", f(c));

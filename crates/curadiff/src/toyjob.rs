@@ -162,6 +162,8 @@ pub struct DemoConfig {
     pub guidance: f64,
     /// Extra `--set` overrides for both runs (e.g. shorter training in tests).
     pub sets: Vec<String>,
+    /// Extra overrides for the guide run only (applied after `sets`).
+    pub guide_sets: Vec<String>,
 }
 
 /// Trains `toy` and `toy-guide` (resuming if already there), samples unguided and
@@ -170,6 +172,9 @@ pub fn demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<Vec<Column>> {
     let runs = [("main", "toy"), ("guide", "toy-guide")];
     for (dir, name) in runs {
         let mut c = preset(name)?.with_overrides(&cfg.sets)?;
+        if dir == "guide" {
+            c = c.with_overrides(&cfg.guide_sets)?;
+        }
         c.seed = cfg.seed;
         obs.note(&format!(
             "training {name} into {}",
@@ -203,4 +208,16 @@ pub fn demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<Vec<Column>> {
         .map_err(|e| Error::Model(format!("cannot serialise metrics: {e}")))?;
     crate::fsutil::write_atomic(&cfg.out.join("metrics.json"), &json)?;
     Ok(cols)
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
 }

@@ -216,6 +216,12 @@ impl Mixture {
     pub fn eval(&self, x: [f64; 2], sigma: f64, scratch: &mut Vec<f64>) -> Eval {
         #[cfg(target_arch = "x86_64")]
         {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+            {
+                // SAFETY: the CPU supports the features `eval_avx512` is compiled for.
+                return unsafe { self.eval_avx512(x, sigma, scratch) };
+            }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
@@ -229,6 +235,12 @@ impl Mixture {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn eval_avx2(&self, x: [f64; 2], sigma: f64, scratch: &mut Vec<f64>) -> Eval {
+        self.eval_dense(x, sigma, scratch)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn eval_avx512(&self, x: [f64; 2], sigma: f64, scratch: &mut Vec<f64>) -> Eval {
         self.eval_dense(x, sigma, scratch)
     }
 

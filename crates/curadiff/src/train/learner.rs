@@ -74,16 +74,22 @@ impl ToyLearner {
     /// One optimiser step on `batch` at learning rate `lr`, minimising the mean weighted loss;
     /// returns the per-example losses before the step.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<Losses> {
-        let device = self.den.net.gain.val().device();
-        let l = per_example_losses(&self.den, batch, self.weighting, &device);
-        let total = l.weighted.clone().mean();
-        let grads = GradientsParams::from_grads(total.backward(), &self.den.net);
+        let (l, grads) = self.loss_and_grads(batch);
         let net = self.den.net.clone();
         self.den.net = self.adam.step(net, &grads, lr);
         Ok(Losses {
             weighted: read(l.weighted.inner(), "the per-example loss")?,
             x0_error: read(l.x0_error.inner(), "the per-example x0-error")?,
         })
+    }
+
+    /// Per-example losses and the gradients of their mean with respect to the network.
+    fn loss_and_grads(&self, batch: &Batch) -> (loss::PerExample, GradientsParams) {
+        let device = self.den.net.gain.val().device();
+        let l = per_example_losses(&self.den, batch, self.weighting, &device);
+        let total = l.weighted.clone().mean();
+        let grads = GradientsParams::from_grads(total.backward(), &self.den.net);
+        (l, grads)
     }
 
     /// EMA update after a step of `batch` images that brought the count to `nimg`.
@@ -190,4 +196,66 @@ fn per_example_losses(
     let target = Tensor::<2>::from_data(TensorData::new(target, [n, batch.dim]), device);
     let (pred, space) = den.predict(x, &batch.sigma); // [batch, 2]
     loss::per_example(pred, target, space, &batch.sigma, den.sigma_data, weighting)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::toy2d::{Classes, Mixture};
+    use crate::diffusion::noise::LogNormal;
+    use crate::models::mlp::Output;
+    use crate::train::batch::toy_batch;
+    use crate::train::config::LossTarget;
+    use crate::train::presets::preset;
+    use burn::module::{Module, ModuleVisitor, Param};
+
+    struct Grads<'a>(&'a GradientsParams, Vec<Vec<f32>>);
+    impl ModuleVisitor for Grads<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let g = self.0.get::<D>(p.id).map(|t| t.try_into_vec_as::<f32>().unwrap());
+            self.1.push(g.unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn weight_gradients_match_finite_differences() {
+        // Central differences of the mean loss in f32 (h = 1e-2) against autodiff through
+        // both model forms, including the energy form's explicit input-gradient graph.
+        for output in [Output::Energy, Output::Denoiser] {
+            let mut cfg = preset("toy").unwrap();
+            cfg.model.width = 8;
+            cfg.model.output = output;
+            let mut l = ToyLearner::new(&cfg, &crate::device::training());
+            let mut host = params::to_host(&l.den.net).unwrap();
+            host.iter_mut().find(|p| p.name == "gain").unwrap().data[0] = 0.8;
+            l.den.net = params::from_host(l.den.net.clone(), &host).unwrap();
+            let m = Mixture::tree(Classes::A);
+            let mut noise = LogNormal { p_mean: -1.0, p_std: 1.0 };
+            let b = toy_batch(&m, &mut noise, LossTarget::Exact, 0, 0, 128);
+            let (_, grads) = l.loss_and_grads(&b);
+            let mut g = Grads(&grads, Vec::new());
+            l.den.net.visit(&mut g);
+            let loss_at = |hp: &[HostParam]| {
+                let net = params::from_host(l.den.net.clone(), hp).unwrap();
+                let d = ToyDenoiser { net: net.valid(), sigma_data: 0.5 };
+                losses_of(&d, &b, Weighting::Score).unwrap().mean()
+            };
+            let mut checked = 0;
+            for (pi, p) in host.iter().enumerate() {
+                for k in [0usize, 3, 7] {
+                    let Some(&auto) = g.1[pi].get(k) else { continue };
+                    let h = 1e-2;
+                    let mut a = host.clone();
+                    a[pi].data[k] += h;
+                    let mut c = host.clone();
+                    c[pi].data[k] -= h;
+                    let fd = (loss_at(&a) - loss_at(&c)) / (2.0 * h as f64);
+                    let tol = 0.02 * fd.abs().max(1e-2);
+                    assert!((auto as f64 - fd).abs() < tol, "{output:?} {}[{k}]: {auto} vs {fd}", p.name);
+                    checked += 1;
+                }
+            }
+            assert!(checked >= 12);
+        }
+    }
 }

@@ -61,7 +61,7 @@ fn toy() -> RunConfig {
             classes: Classes::A,
         },
         model: MlpConfig {
-            output: Output::Energy,
+            output: Output::Denoiser,
             width: 64,
             layers: 4,
         },
