@@ -278,12 +278,15 @@ impl Mixture {
         // Pass 3: Σw, Σw·v in four fixed lanes (vectorisable, thread-count independent).
         let mut acc = [[0.0f64; 4]; 3];
         let body = n - n % 4;
-        for k0 in (0..body).step_by(4) {
+        for ((wc, xc), yc) in w[..body]
+            .chunks_exact(4)
+            .zip(vx[..body].chunks_exact(4))
+            .zip(vy[..body].chunks_exact(4))
+        {
             for l in 0..4 {
-                let k = k0 + l;
-                acc[0][l] += w[k];
-                acc[1][l] += w[k] * vx[k];
-                acc[2][l] += w[k] * vy[k];
+                acc[0][l] += wc[l];
+                acc[1][l] += wc[l] * xc[l];
+                acc[2][l] += wc[l] * yc[l];
             }
         }
         for k in body..n {

@@ -38,7 +38,10 @@ impl Columns {
             Tensor::<2>::from_data(TensorData::new(v, [n, 1]), device)
         };
         let p = |s: f64| Precond::new(s, sigma_data);
-        let extra: Vec<f32> = sigma.iter().flat_map(|&s| [p(s).c_noise as f32, 1.0]).collect();
+        let extra: Vec<f32> = sigma
+            .iter()
+            .flat_map(|&s| [p(s).c_noise as f32, 1.0])
+            .collect();
         Self {
             c_in: col(&|s| p(s).c_in),
             c_skip: col(&|s| p(s).c_skip),
@@ -84,8 +87,8 @@ impl Denoiser<2> for ToyDenoiser {
         let c = Columns::new(sigma, self.sigma_data, &x.device());
         let (pred, space) = self.predict(x.clone(), sigma);
         match space {
-            Space::Score => x + pred * c.sigma2,             // D = x + σ²·s
-            Space::F => x * c.c_skip + pred * c.c_out,       // D = c_skip·x + c_out·F
+            Space::Score => x + pred * c.sigma2,       // D = x + σ²·s
+            Space::F => x * c.c_skip + pred * c.c_out, // D = c_skip·x + c_out·F
         }
     }
 }

@@ -68,7 +68,9 @@ impl Weighting {
     pub fn lambda(self, sigma: f64, sigma_data: f64) -> f64 {
         match self {
             Weighting::Score => 1.0 / (sigma * sigma),
-            Weighting::Edm => (sigma * sigma + sigma_data * sigma_data) / (sigma * sigma_data).powi(2),
+            Weighting::Edm => {
+                (sigma * sigma + sigma_data * sigma_data) / (sigma * sigma_data).powi(2)
+            }
         }
     }
 }
@@ -79,7 +81,11 @@ pub fn score_target(x: &[f64], y: &[f64], sigma: &[f64]) -> Vec<f32> {
     x.chunks(per)
         .zip(y.chunks(per))
         .zip(sigma)
-        .flat_map(|((xr, yr), &s)| xr.iter().zip(yr).map(move |(&xv, &yv)| ((yv - xv) / (s * s)) as f32))
+        .flat_map(|((xr, yr), &s)| {
+            xr.iter()
+                .zip(yr)
+                .map(move |(&xv, &yv)| ((yv - xv) / (s * s)) as f32)
+        })
         .collect()
 }
 
@@ -94,7 +100,11 @@ pub fn per_example<const D: usize>(
 ) -> PerExample {
     let n = sigma.len();
     let device = pred.device();
-    let sq = (pred - target).square().flatten::<2>(1, D - 1).mean_dim(1).reshape([n]); // [batch]
+    let sq = (pred - target)
+        .square()
+        .flatten::<2>(1, D - 1)
+        .mean_dim(1)
+        .reshape([n]); // [batch]
     let col = |f: &dyn Fn(f64) -> f64| {
         let v: Vec<f32> = sigma.iter().map(|&s| f(s) as f32).collect();
         Tensor::<1>::from_data(TensorData::new(v, [n]), &device)

@@ -1,3 +1,4 @@
 //! Denoiser networks and the magnitude-preserving layers they are built from.
+pub mod fused;
 pub mod layers;
 pub mod mlp;

@@ -122,6 +122,15 @@ impl RunConfig {
                 format!("unknown data source '{}'; valid: toy", self.data.kind),
             ));
         }
+        if self.model.engine == crate::models::mlp::Engine::Fused
+            && self.model.output != crate::models::mlp::Output::Denoiser
+        {
+            return Err(invalid(
+                "model.engine",
+                "the fused engine trains the denoiser form only; use model.engine=burn for \
+                 model.output=energy",
+            ));
+        }
         if self.model.width == 0 {
             return Err(invalid("model.width", "must be at least 1"));
         }

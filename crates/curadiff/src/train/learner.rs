@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use super::batch::Batch;
 use super::config::RunConfig;
 use super::ema;
+use super::fused_learner::FusedLearner;
 use super::optim::Adam;
 use super::params::{self, HostParam};
 use crate::diffusion::denoiser::ToyDenoiser;
 use crate::diffusion::loss::{self, Weighting};
 use crate::error::{Error, Result};
+use crate::models::mlp::Engine;
 
 /// Per-example losses on the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +31,8 @@ impl Losses {
     }
 }
 
-/// Network + Adam + EMA of one toy run.
-pub struct ToyLearner {
+/// Network + Adam + EMA of one toy run, on burn (any backend, both model forms).
+pub struct BurnLearner {
     /// The trained network (on the autodiff device).
     pub den: ToyDenoiser,
     pub adam: Adam,
@@ -45,7 +47,7 @@ fn read(t: Tensor<1>, what: &str) -> Result<Vec<f32>> {
         .map_err(|e| Error::Model(format!("cannot read {what}: {e:?}")))
 }
 
-impl ToyLearner {
+impl BurnLearner {
     /// A fresh learner for `cfg` on `device` (an autodiff device).
     pub fn new(cfg: &RunConfig, device: &Device) -> Self {
         let net = cfg.model.init(cfg.seed, device);
@@ -84,7 +86,7 @@ impl ToyLearner {
     }
 
     /// Per-example losses and the gradients of their mean with respect to the network.
-    fn loss_and_grads(&self, batch: &Batch) -> (loss::PerExample, GradientsParams) {
+    pub(crate) fn loss_and_grads(&self, batch: &Batch) -> (loss::PerExample, GradientsParams) {
         let device = self.den.net.gain.val().device();
         let l = per_example_losses(&self.den, batch, self.weighting, &device);
         let total = l.weighted.clone().mean();
@@ -172,6 +174,78 @@ impl ToyLearner {
     }
 }
 
+/// The toy learner on the engine the config names.
+pub enum ToyLearner {
+    Burn(BurnLearner),
+    Fused(FusedLearner),
+}
+
+impl ToyLearner {
+    /// A fresh learner for `cfg`; `device` is used by the burn engine (an autodiff device).
+    pub fn new(cfg: &RunConfig, device: &Device) -> Self {
+        match cfg.model.engine {
+            Engine::Burn => ToyLearner::Burn(BurnLearner::new(cfg, device)),
+            Engine::Fused => ToyLearner::Fused(FusedLearner::new(cfg, device)),
+        }
+    }
+
+    /// Forward-only per-example losses of the current weights.
+    pub fn losses(&self, batch: &Batch) -> Result<Losses> {
+        match self {
+            ToyLearner::Burn(l) => l.losses(batch),
+            ToyLearner::Fused(l) => l.losses(batch),
+        }
+    }
+
+    /// One optimiser step on `batch` at `lr`; per-example losses before the step.
+    pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<Losses> {
+        match self {
+            ToyLearner::Burn(l) => l.step(batch, lr),
+            ToyLearner::Fused(l) => l.step(batch, lr),
+        }
+    }
+
+    /// EMA update after a step of `batch` images that brought the count to `nimg`.
+    pub fn update_ema(&mut self, nimg: u64, batch: usize) {
+        match self {
+            ToyLearner::Burn(l) => l.update_ema(nimg, batch),
+            ToyLearner::Fused(l) => l.update_ema(nimg, batch),
+        }
+    }
+
+    /// The current weights as an inference denoiser.
+    pub fn inference(&self) -> ToyDenoiser {
+        match self {
+            ToyLearner::Burn(l) => l.inference(),
+            ToyLearner::Fused(l) => l.inference(),
+        }
+    }
+
+    /// The EMA weights as an inference denoiser.
+    pub fn ema_inference(&self) -> ToyDenoiser {
+        match self {
+            ToyLearner::Burn(l) => l.ema_inference(),
+            ToyLearner::Fused(l) => l.ema_inference(),
+        }
+    }
+
+    /// Checkpoint groups "net", "ema", "adam_m", "adam_v" (the same for both engines).
+    pub fn to_groups(&self) -> Result<BTreeMap<String, Vec<HostParam>>> {
+        match self {
+            ToyLearner::Burn(l) => l.to_groups(),
+            ToyLearner::Fused(l) => Ok(l.to_groups()),
+        }
+    }
+
+    /// Restores from checkpoint groups; `adam_t` optimiser steps taken.
+    pub fn load_groups(&mut self, g: &BTreeMap<String, Vec<HostParam>>, adam_t: u64) -> Result<()> {
+        match self {
+            ToyLearner::Burn(l) => l.load_groups(g, adam_t),
+            ToyLearner::Fused(l) => l.load_groups(g, adam_t),
+        }
+    }
+}
+
 /// Forward-only per-example losses of any toy denoiser (learner, reference, guide).
 pub fn losses_of(den: &ToyDenoiser, batch: &Batch, weighting: Weighting) -> Result<Losses> {
     let device = den.net.gain.val().device();
@@ -212,7 +286,10 @@ mod tests {
     struct Grads<'a>(&'a GradientsParams, Vec<Vec<f32>>);
     impl ModuleVisitor for Grads<'_> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let g = self.0.get::<D>(p.id).map(|t| t.try_into_vec_as::<f32>().unwrap());
+            let g = self
+                .0
+                .get::<D>(p.id)
+                .map(|t| t.try_into_vec_as::<f32>().unwrap());
             self.1.push(g.unwrap_or_default());
         }
     }
@@ -225,25 +302,33 @@ mod tests {
             let mut cfg = preset("toy").unwrap();
             cfg.model.width = 8;
             cfg.model.output = output;
-            let mut l = ToyLearner::new(&cfg, &crate::device::training());
+            let mut l = BurnLearner::new(&cfg, &crate::device::training());
             let mut host = params::to_host(&l.den.net).unwrap();
             host.iter_mut().find(|p| p.name == "gain").unwrap().data[0] = 0.8;
             l.den.net = params::from_host(l.den.net.clone(), &host).unwrap();
             let m = Mixture::tree(Classes::A);
-            let mut noise = LogNormal { p_mean: -1.0, p_std: 1.0 };
+            let mut noise = LogNormal {
+                p_mean: -1.0,
+                p_std: 1.0,
+            };
             let b = toy_batch(&m, &mut noise, LossTarget::Exact, 0, 0, 128);
             let (_, grads) = l.loss_and_grads(&b);
             let mut g = Grads(&grads, Vec::new());
             l.den.net.visit(&mut g);
             let loss_at = |hp: &[HostParam]| {
                 let net = params::from_host(l.den.net.clone(), hp).unwrap();
-                let d = ToyDenoiser { net: net.valid(), sigma_data: 0.5 };
+                let d = ToyDenoiser {
+                    net: net.valid(),
+                    sigma_data: 0.5,
+                };
                 losses_of(&d, &b, Weighting::Score).unwrap().mean()
             };
             let mut checked = 0;
             for (pi, p) in host.iter().enumerate() {
                 for k in [0usize, 3, 7] {
-                    let Some(&auto) = g.1[pi].get(k) else { continue };
+                    let Some(&auto) = g.1[pi].get(k) else {
+                        continue;
+                    };
                     let h = 1e-2;
                     let mut a = host.clone();
                     a[pi].data[k] += h;
@@ -251,7 +336,11 @@ mod tests {
                     c[pi].data[k] -= h;
                     let fd = (loss_at(&a) - loss_at(&c)) / (2.0 * h as f64);
                     let tol = 0.02 * fd.abs().max(1e-2);
-                    assert!((auto as f64 - fd).abs() < tol, "{output:?} {}[{k}]: {auto} vs {fd}", p.name);
+                    assert!(
+                        (auto as f64 - fd).abs() < tol,
+                        "{output:?} {}[{k}]: {auto} vs {fd}",
+                        p.name
+                    );
                     checked += 1;
                 }
             }

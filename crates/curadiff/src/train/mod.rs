@@ -3,6 +3,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
+pub mod fused_learner;
 pub mod learner;
 pub mod lr;
 pub mod optim;

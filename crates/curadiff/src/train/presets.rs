@@ -7,7 +7,7 @@ use crate::data::toy2d::Classes;
 use crate::diffusion::loss::Weighting;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{Error, Result};
-use crate::models::mlp::{MlpConfig, Output};
+use crate::models::mlp::{Engine, MlpConfig, Output};
 
 /// A named starting configuration.
 pub struct Preset {
@@ -62,6 +62,7 @@ fn toy() -> RunConfig {
         },
         model: MlpConfig {
             output: Output::Denoiser,
+            engine: Engine::Fused,
             width: 64,
             layers: 4,
         },

@@ -1,0 +1,346 @@
+//! A fused CPU kernel for the toy MLP's `denoiser` form: forward, backward and the per-example
+//! loss in one pass over row blocks, with hand-derived gradients (checked against burn's
+//! autodiff in the tests below). Same parameters, names and maths as [`super::mlp::Mlp`]; it
+//! exists because the toy's tiny matrices leave burn's per-op overhead and scalar `exp`
+//! dominating a step.
+//!
+//! Rows are processed in fixed blocks of [`BLOCK`] on the rayon pool and the blocks' partial
+//! gradients are summed in block order, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use crate::data::fastmath::exp_nonpos;
+use crate::models::layers::NORM_EPS;
+use crate::train::params::HostParam;
+
+/// Rows per block.
+pub const BLOCK: usize = 256;
+
+/// C ← A·B + beta·C for row-major slices with explicit strides (see `matrixmultiply::sgemm`).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(
+        m == 0 || k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len(),
+        "gemm: A too small"
+    );
+    assert!(
+        k == 0 || n == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(),
+        "gemm: B too small"
+    );
+    assert!(c.len() >= m * n, "gemm: C too small");
+    // SAFETY: the asserts above keep every index the kernel touches inside the slices; C is
+    // row-major [m, n] and does not alias A or B (distinct borrows).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// σ(h) for a slice, via exp of a non-positive argument.
+#[inline(always)]
+fn sigmoid(h: f32) -> f32 {
+    let e = exp_nonpos(-(h.abs() as f64)) as f32;
+    if h >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    }
+}
+
+/// The network's weights, normalised for use.
+struct Normalized {
+    /// Ŵ per layer (input, hidden…, out), row-major [out, in].
+    w: Vec<Vec<f32>>,
+    /// Row norms ‖w_row‖ of the stored weights.
+    norms: Vec<Vec<f32>>,
+    shapes: Vec<(usize, usize)>,
+    gain: f32,
+}
+
+impl Normalized {
+    fn new(params: &[HostParam]) -> Self {
+        let (layers, gain) = params.split_at(params.len() - 1);
+        let mut w = Vec::new();
+        let mut norms = Vec::new();
+        let mut shapes = Vec::new();
+        for p in layers {
+            let (rows, cols) = (p.shape[0], p.shape[1]);
+            let mut nw = p.data.clone();
+            let mut ns = Vec::with_capacity(rows);
+            for r in 0..rows {
+                let row = &mut nw[r * cols..(r + 1) * cols];
+                let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let d = n + NORM_EPS as f32;
+                row.iter_mut().for_each(|v| *v /= d);
+                ns.push(n);
+            }
+            w.push(nw);
+            norms.push(ns);
+            shapes.push((rows, cols));
+        }
+        Self {
+            w,
+            norms,
+            shapes,
+            gain: gain[0].data[0],
+        }
+    }
+}
+
+/// Forward activations of one block of rows.
+struct Forward {
+    /// Pre-activations h_0..h_L of the trunk, each [rows, width].
+    h: Vec<Vec<f32>>,
+    /// σ(h_l) for each.
+    sig: Vec<Vec<f32>>,
+    /// a_1..a_{L+1} = mp_silu(h_0..h_L).
+    a: Vec<Vec<f32>>,
+    /// Output layer before the gain, [rows, 2].
+    o: Vec<f32>,
+}
+
+fn forward(net: &Normalized, features: &[f32], rows: usize) -> Forward {
+    let nl = net.w.len(); // input + hidden + out
+    let width = net.shapes[0].0;
+    let mut h = Vec::with_capacity(nl - 1);
+    let mut sig = Vec::with_capacity(nl - 1);
+    let mut a = Vec::with_capacity(nl - 1);
+    let mut cur = vec![0.0f32; rows * width];
+    let fin = net.shapes[0].1;
+    gemm(
+        rows,
+        fin,
+        width,
+        features,
+        (fin, 1),
+        &net.w[0],
+        (1, fin),
+        0.0,
+        &mut cur,
+    ); // [rows, width]
+    for l in 1..nl {
+        let s: Vec<f32> = cur.iter().map(|&v| sigmoid(v)).collect();
+        let act: Vec<f32> = cur.iter().zip(&s).map(|(&v, &sv)| v * sv / 0.596).collect();
+        let (out_dim, in_dim) = net.shapes[l];
+        let mut next = vec![0.0f32; rows * out_dim];
+        gemm(
+            rows,
+            in_dim,
+            out_dim,
+            &act,
+            (in_dim, 1),
+            &net.w[l],
+            (1, in_dim),
+            0.0,
+            &mut next,
+        );
+        h.push(cur);
+        sig.push(s);
+        a.push(act);
+        cur = next;
+    }
+    Forward { h, sig, a, o: cur }
+}
+
+/// Per-example losses and the gradient of their mean, from one pass over the batch.
+pub struct FusedStep {
+    pub weighted: Vec<f32>,
+    pub x0_error: Vec<f32>,
+    /// Gradients in parameter order (layers…, gain).
+    pub grads: Vec<Vec<f32>>,
+}
+
+/// Per-example inputs of the fused kernel: features [n, 4], F-space targets [n, 2], and the
+/// per-example factors λ·c_out² (`weight`) and c_out² (`to_x0`).
+pub struct FusedBatch<'a> {
+    pub features: &'a [f32],
+    pub target: &'a [f32],
+    pub weight: &'a [f32],
+    pub to_x0: &'a [f32],
+}
+
+/// Forward only: per-example (weighted, x0-error) losses.
+pub fn losses(params: &[HostParam], b: &FusedBatch) -> (Vec<f32>, Vec<f32>) {
+    let net = Normalized::new(params);
+    let n = b.weight.len();
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|blk| {
+            let (lo, hi) = (blk * BLOCK, ((blk + 1) * BLOCK).min(n));
+            let f = forward(&net, &b.features[lo * 4..hi * 4], hi - lo);
+            per_row(&net, &f.o, b, lo, hi)
+        })
+        .collect();
+    let mut w = Vec::with_capacity(n);
+    let mut x = Vec::with_capacity(n);
+    for (a, c) in parts {
+        w.extend(a);
+        x.extend(c);
+    }
+    (w, x)
+}
+
+fn per_row(
+    net: &Normalized,
+    o: &[f32],
+    b: &FusedBatch,
+    lo: usize,
+    hi: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    (lo..hi)
+        .map(|i| {
+            let r = i - lo;
+            let e0 = net.gain * o[2 * r] - b.target[2 * i];
+            let e1 = net.gain * o[2 * r + 1] - b.target[2 * i + 1];
+            let sq = 0.5 * (e0 * e0 + e1 * e1);
+            (b.weight[i] * sq, b.to_x0[i] * sq)
+        })
+        .unzip()
+}
+
+/// One block's (weighted losses, x0-errors, weight gradients, gain gradient).
+type BlockGrads = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>, f32);
+
+/// Forward and backward over the batch: per-example losses and ∇ of mean(weighted).
+pub fn loss_and_grads(params: &[HostParam], b: &FusedBatch) -> FusedStep {
+    let net = Normalized::new(params);
+    let n = b.weight.len();
+    let nl = net.w.len();
+    let inv_n = 1.0 / n as f32;
+    let blocks: Vec<BlockGrads> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|blk| {
+            let (lo, hi) = (blk * BLOCK, ((blk + 1) * BLOCK).min(n));
+            let rows = hi - lo;
+            let feats = &b.features[lo * 4..hi * 4];
+            let f = forward(&net, feats, rows);
+            let (weighted, x0) = per_row(&net, &f.o, b, lo, hi);
+            // dL/dF = w_i·(F − F_t)/n (mean over the 2 dimensions and the batch).
+            let mut o_bar = vec![0.0f32; rows * 2];
+            let mut g_bar = 0.0f32;
+            for r in 0..rows {
+                let i = lo + r;
+                for d in 0..2 {
+                    let e = net.gain * f.o[2 * r + d] - b.target[2 * i + d];
+                    let fb = b.weight[i] * e * inv_n;
+                    g_bar += fb * f.o[2 * r + d];
+                    o_bar[2 * r + d] = net.gain * fb;
+                }
+            }
+            let mut grads: Vec<Vec<f32>> =
+                net.shapes.iter().map(|&(r, c)| vec![0.0; r * c]).collect();
+            // Output layer and the trunk, top down.
+            let mut up = o_bar; // gradient w.r.t. the current layer's output, [rows, out]
+            for l in (1..nl).rev() {
+                let (out_dim, in_dim) = net.shapes[l];
+                let act = &f.a[l - 1]; // input of layer l, [rows, in]
+                                       // Ŵ̄_l = upᵀ·act : [out, in]
+                gemm(
+                    out_dim,
+                    rows,
+                    in_dim,
+                    &up,
+                    (1, out_dim),
+                    act,
+                    (in_dim, 1),
+                    0.0,
+                    &mut grads[l],
+                );
+                // ā = up·Ŵ_l : [rows, in]
+                let mut a_bar = vec![0.0f32; rows * in_dim];
+                gemm(
+                    rows,
+                    out_dim,
+                    in_dim,
+                    &up,
+                    (out_dim, 1),
+                    &net.w[l],
+                    (in_dim, 1),
+                    0.0,
+                    &mut a_bar,
+                );
+                // h̄ = ā ⊙ mp_silu'(h), mp_silu'(h) = σ(1 + h(1 − σ))/0.596
+                let (h, s) = (&f.h[l - 1], &f.sig[l - 1]);
+                for j in 0..a_bar.len() {
+                    a_bar[j] *= s[j] * (1.0 + h[j] * (1.0 - s[j])) / 0.596;
+                }
+                up = a_bar;
+            }
+            let (width, fin) = net.shapes[0];
+            gemm(
+                width,
+                rows,
+                fin,
+                &up,
+                (1, width),
+                feats,
+                (fin, 1),
+                0.0,
+                &mut grads[0],
+            );
+            (weighted, x0, grads, g_bar)
+        })
+        .collect();
+    let mut weighted = Vec::with_capacity(n);
+    let mut x0_error = Vec::with_capacity(n);
+    let mut wgrads: Vec<Vec<f32>> = net.shapes.iter().map(|&(r, c)| vec![0.0; r * c]).collect();
+    let mut g_total = 0.0f32;
+    for (w, x, g, gb) in blocks {
+        weighted.extend(w);
+        x0_error.extend(x);
+        for (acc, part) in wgrads.iter_mut().zip(g) {
+            acc.iter_mut().zip(part).for_each(|(a, p)| *a += p);
+        }
+        g_total += gb;
+    }
+    // Through the row normalisation Ŵ = w/(‖w‖ + ε):
+    // w̄ = Ŵ̄/d − w·(Ŵ̄·w)/(‖w‖·d²), d = ‖w‖ + ε.
+    let (layers, _) = params.split_at(params.len() - 1);
+    let mut grads = Vec::with_capacity(params.len());
+    for (l, p) in layers.iter().enumerate() {
+        let (rows, cols) = net.shapes[l];
+        let mut g = wgrads[l].clone();
+        for r in 0..rows {
+            let nrm = net.norms[l][r];
+            let d = nrm + NORM_EPS as f32;
+            let w = &p.data[r * cols..(r + 1) * cols];
+            let gr = &mut g[r * cols..(r + 1) * cols];
+            let dot: f32 = gr.iter().zip(w).map(|(a, b)| a * b).sum();
+            let c = if nrm > 0.0 { dot / (nrm * d * d) } else { 0.0 };
+            for (gv, wv) in gr.iter_mut().zip(w) {
+                *gv = *gv / d - wv * c;
+            }
+        }
+        grads.push(g);
+    }
+    grads.push(vec![g_total]);
+    FusedStep {
+        weighted,
+        x0_error,
+        grads,
+    }
+}

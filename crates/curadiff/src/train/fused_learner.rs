@@ -1,0 +1,323 @@
+//! The toy learner on the fused CPU kernel: parameters, Adam moments and EMA as host vectors.
+
+use burn::tensor::Device;
+use std::collections::BTreeMap;
+
+use super::batch::Batch;
+use super::config::RunConfig;
+use super::ema;
+use super::learner::Losses;
+use super::params::{self, HostParam};
+use crate::diffusion::denoiser::ToyDenoiser;
+use crate::diffusion::loss::{f_target, Space, Weighting};
+use crate::diffusion::precond::Precond;
+use crate::error::{Error, Result};
+use crate::models::fused::{self, FusedBatch};
+use crate::models::mlp::Mlp;
+
+/// Network, Adam state and EMA of a toy run trained by the fused kernel.
+pub struct FusedLearner {
+    pub params: Vec<HostParam>,
+    pub ema: Option<Vec<HostParam>>,
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+    /// Adam steps taken.
+    pub t: u64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    gamma: f64,
+    weighting: Weighting,
+    sigma_data: f64,
+    /// A burn network of the same shape, used to build inference denoisers.
+    template: Mlp,
+}
+
+/// Inputs of the fused kernel for a batch.
+struct Inputs {
+    features: Vec<f32>,
+    target: Vec<f32>,
+    weight: Vec<f32>,
+    to_x0: Vec<f32>,
+}
+
+impl FusedLearner {
+    pub fn new(cfg: &RunConfig, device: &Device) -> Self {
+        // The same initial weights as the burn engine (same Init stream).
+        let template = cfg.model.init(cfg.seed, &device.clone().without_autodiff());
+        let params = params::to_host(&template)
+            .unwrap_or_else(|e| panic!("internal: cannot read fresh CPU parameters: {e}"));
+        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
+        Self {
+            ema: (cfg.train.ema_sigma_rel > 0.0).then(|| params.clone()),
+            m: zeros.clone(),
+            v: zeros,
+            t: 0,
+            params,
+            beta1: cfg.train.beta1,
+            beta2: cfg.train.beta2,
+            eps: cfg.train.eps,
+            gamma: if cfg.train.ema_sigma_rel > 0.0 {
+                ema::gamma_from_sigma_rel(cfg.train.ema_sigma_rel)
+            } else {
+                0.0
+            },
+            weighting: cfg.diffusion.weighting,
+            sigma_data: cfg.diffusion.sigma_data,
+            template,
+        }
+    }
+
+    fn inputs(&self, batch: &Batch) -> Inputs {
+        let sd = self.sigma_data;
+        let mut features = Vec::with_capacity(4 * batch.len());
+        for (x, &s) in batch.x.chunks(2).zip(&batch.sigma) {
+            let p = Precond::new(s, sd);
+            features.extend([
+                (p.c_in * x[0]) as f32,
+                (p.c_in * x[1]) as f32,
+                p.c_noise as f32,
+                1.0,
+            ]);
+        }
+        let to_x0: Vec<f32> = batch
+            .sigma
+            .iter()
+            .map(|&s| Space::F.to_x0(s, sd) as f32)
+            .collect();
+        let weight = batch
+            .sigma
+            .iter()
+            .map(|&s| (self.weighting.lambda(s, sd) * Space::F.to_x0(s, sd)) as f32)
+            .collect();
+        Inputs {
+            features,
+            target: f_target(&batch.x, &batch.target, &batch.sigma, sd),
+            weight,
+            to_x0,
+        }
+    }
+
+    pub fn losses(&self, batch: &Batch) -> Result<Losses> {
+        let i = self.inputs(batch);
+        let (weighted, x0_error) = fused::losses(&self.params, &fb(&i));
+        Ok(Losses { weighted, x0_error })
+    }
+
+    /// One Adam step (with forced weight normalisation) on `batch`.
+    pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<Losses> {
+        let i = self.inputs(batch);
+        let out = fused::loss_and_grads(&self.params, &fb(&i));
+        self.t += 1;
+        let t = self.t as i32;
+        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
+        let m_hat = (1.0 / (1.0 - self.beta1.powi(t))) as f32;
+        let v_hat = (1.0 / (1.0 - self.beta2.powi(t))) as f32;
+        let (lr, eps) = (lr as f32, self.eps as f32);
+        for (k, p) in self.params.iter_mut().enumerate() {
+            let (m, v, g) = (&mut self.m[k], &mut self.v[k], &out.grads[k]);
+            for j in 0..p.data.len() {
+                m[j] = m[j] * b1 + g[j] * (1.0 - b1);
+                v[j] = v[j] * b2 + g[j] * g[j] * (1.0 - b2);
+                p.data[j] -= lr * m[j] * m_hat / ((v[j] * v_hat).sqrt() + eps);
+            }
+            if p.shape.len() >= 2 {
+                renormalize(p);
+            }
+        }
+        Ok(Losses {
+            weighted: out.weighted,
+            x0_error: out.x0_error,
+        })
+    }
+
+    pub fn update_ema(&mut self, nimg: u64, batch: usize) {
+        let Some(ema) = self.ema.as_mut() else {
+            return;
+        };
+        let beta = ema::beta(self.gamma, nimg as f64, batch as f64) as f32;
+        for (e, p) in ema.iter_mut().zip(&self.params) {
+            for (ev, pv) in e.data.iter_mut().zip(&p.data) {
+                *ev = *ev * beta + pv * (1.0 - beta);
+            }
+        }
+    }
+
+    fn denoiser(&self, ps: &[HostParam]) -> ToyDenoiser {
+        // The template has exactly these names and shapes, so loading cannot fail.
+        let net = params::from_host(self.template.clone(), ps)
+            .unwrap_or_else(|e| panic!("internal: fused parameters do not fit the template: {e}"));
+        ToyDenoiser {
+            net,
+            sigma_data: self.sigma_data,
+        }
+    }
+
+    pub fn inference(&self) -> ToyDenoiser {
+        self.denoiser(&self.params)
+    }
+
+    pub fn ema_inference(&self) -> ToyDenoiser {
+        self.denoiser(self.ema.as_deref().unwrap_or(&self.params))
+    }
+
+    pub fn to_groups(&self) -> BTreeMap<String, Vec<HostParam>> {
+        let like = |v: &[Vec<f32>]| -> Vec<HostParam> {
+            self.params
+                .iter()
+                .zip(v)
+                .map(|(p, d)| HostParam {
+                    name: p.name.clone(),
+                    shape: p.shape.clone(),
+                    data: d.clone(),
+                })
+                .collect()
+        };
+        let mut g = BTreeMap::new();
+        g.insert("net".into(), self.params.clone());
+        if let Some(e) = &self.ema {
+            g.insert("ema".into(), e.clone());
+        }
+        g.insert("adam_m".into(), like(&self.m));
+        g.insert("adam_v".into(), like(&self.v));
+        g
+    }
+
+    pub fn load_groups(&mut self, g: &BTreeMap<String, Vec<HostParam>>, adam_t: u64) -> Result<()> {
+        let get = |k: &str| {
+            g.get(k)
+                .ok_or_else(|| Error::Model(format!("checkpoint has no '{k}' tensors")))
+        };
+        let model = self.params.clone();
+        let check = |ps: &[HostParam]| -> Result<()> {
+            let fits = ps.len() == model.len()
+                && ps
+                    .iter()
+                    .zip(&model)
+                    .all(|(a, b)| a.shape == b.shape && a.name == b.name);
+            if fits {
+                Ok(())
+            } else {
+                Err(Error::Model(
+                    "stored parameters do not match the model's names and shapes".into(),
+                ))
+            }
+        };
+        for k in ["net", "adam_m", "adam_v"] {
+            check(get(k)?)?;
+        }
+        if self.ema.is_some() {
+            check(get("ema")?)?;
+        }
+        self.params = get("net")?.clone();
+        if self.ema.is_some() {
+            self.ema = Some(get("ema")?.clone());
+        }
+        self.m = get("adam_m")?.iter().map(|p| p.data.clone()).collect();
+        self.v = get("adam_v")?.iter().map(|p| p.data.clone()).collect();
+        self.t = adam_t;
+        Ok(())
+    }
+}
+
+fn fb(i: &Inputs) -> FusedBatch<'_> {
+    FusedBatch {
+        features: &i.features,
+        target: &i.target,
+        weight: &i.weight,
+        to_x0: &i.to_x0,
+    }
+}
+
+/// Forced weight normalisation of a stored [out, in…] weight (EDM2 `normalize`).
+fn renormalize(p: &mut HostParam) {
+    let rows = p.shape[0];
+    let cols = p.data.len() / rows;
+    let scale = (cols as f32).sqrt();
+    for r in p.data.chunks_mut(cols) {
+        let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let d = crate::models::layers::NORM_EPS as f32 + n / scale;
+        r.iter_mut().for_each(|v| *v /= d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::toy2d::{Classes, Mixture};
+    use crate::diffusion::noise::LogNormal;
+    use crate::models::mlp::Engine;
+    use crate::train::batch::toy_batch;
+    use crate::train::config::LossTarget;
+    use crate::train::learner::BurnLearner;
+    use crate::train::presets::preset;
+
+    struct GradVisitor<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for GradVisitor<'_> {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            let g = self
+                .0
+                .get::<D>(p.id)
+                .map(|t| t.try_into_vec_as::<f32>().unwrap());
+            self.1.push(g.unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn fused_kernel_matches_burn_autodiff() {
+        // Same init, same batches: the fused engine's losses and three Adam steps must match
+        // burn's to float rounding, for both loss weightings.
+        for weighting in [Weighting::Score, Weighting::Edm] {
+            let mut cfg = preset("toy").unwrap();
+            cfg.model.width = 16;
+            cfg.diffusion.weighting = weighting;
+            let dev = crate::device::training();
+            cfg.model.engine = Engine::Burn;
+            let mut burn = BurnLearner::new(&cfg, &dev);
+            cfg.model.engine = Engine::Fused;
+            let mut fused = FusedLearner::new(&cfg, &dev);
+            // Non-zero gain so that every layer gets a gradient from the first step.
+            fused.params.last_mut().unwrap().data[0] = 0.5;
+            burn.den.net = params::from_host(burn.den.net.clone(), &fused.params).unwrap();
+            let m = Mixture::tree(Classes::A);
+            let mut noise = LogNormal {
+                p_mean: -1.2,
+                p_std: 1.2,
+            };
+            // Raw gradients (Adam's first steps hide their scale, so compare them directly).
+            let b = toy_batch(&m, &mut noise, LossTarget::Exact, 1, 99, 1000);
+            let (_, gb) = burn.loss_and_grads(&b);
+            let gf = fused::loss_and_grads(&fused.params, &fb(&fused.inputs(&b))).grads;
+            let mut visitor = GradVisitor(&gb, Vec::new());
+            burn::module::Module::visit(&burn.den.net, &mut visitor);
+            for (a, c) in visitor.1.iter().zip(&gf) {
+                let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0);
+                for (x, y) in a.iter().zip(c) {
+                    assert!(
+                        (x - y).abs() <= 1e-3 * scale,
+                        "{weighting:?} grad {x} vs {y}"
+                    );
+                }
+            }
+            for step in 0..3 {
+                let b = toy_batch(&m, &mut noise, LossTarget::Exact, 1, step, 1000);
+                let lb = burn.step(&b, 0.01).unwrap();
+                let lf = fused.step(&b, 0.01).unwrap();
+                for (a, c) in lb.weighted.iter().zip(&lf.weighted) {
+                    assert!((a - c).abs() <= 1e-4 * (1.0 + a.abs()), "loss {a} vs {c}");
+                }
+            }
+            let pb = params::to_host(&burn.den.net).unwrap();
+            for (a, c) in pb.iter().zip(&fused.params) {
+                assert_eq!(a.name, c.name);
+                for (x, y) in a.data.iter().zip(&c.data) {
+                    assert!((x - y).abs() < 2e-4, "{weighting:?} {}: {x} vs {y}", a.name);
+                }
+            }
+        }
+    }
+}
