@@ -154,7 +154,16 @@ fn dry_run_prints_resolved_config_and_writes_nothing() {
 
 #[test]
 fn resume_after_sigkill_gives_identical_weights() {
-    let t = TempDir::new("kill");
+    resume_after_sigkill("fused");
+}
+
+#[test]
+fn resume_after_sigkill_gives_identical_weights_on_burn() {
+    resume_after_sigkill("burn");
+}
+
+fn resume_after_sigkill(engine: &str) {
+    let t = TempDir::new(&format!("kill-{engine}"));
     let steps = 1200u64;
     let args = |out: &Path| -> Vec<String> {
         let mut a: Vec<String> = ["train", "--preset", "toy", "--out", out.to_str().unwrap()]
@@ -167,6 +176,8 @@ fn resume_after_sigkill_gives_identical_weights() {
             format!("train.duration_nimg={}", steps * 256),
             "--set".into(),
             format!("train.checkpoint_every_nimg={}", 100 * 256),
+            "--set".into(),
+            format!("model.engine={engine}"),
         ]);
         a
     };
