@@ -213,8 +213,8 @@ mod tests {
             assert_eq!(a.indices, b.indices);
         }
         let trials = 20_000u64;
-        let mut fa = vec![0.0; 24];
-        let mut fb = vec![0.0; 24];
+        let mut fa = [0.0; 24];
+        let mut fb = [0.0; 24];
         for t in 0..trials {
             for &i in &lin.select(&sc, &mut Rng::new(6, Stream::Select, t)).indices {
                 fa[i] += 1.0 / trials as f64;
