@@ -413,3 +413,90 @@ fn demo_runs_end_to_end_on_a_tiny_budget() {
         assert_eq!(&png[1..4], b"PNG");
     }
 }
+
+fn last_stats(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("stats.jsonl")).unwrap();
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn online_selection_accounts_for_scored_and_trained_images() {
+    let t = TempDir::new("select");
+    let guide = t.join("guide");
+    let o = train(&guide, &["--set", "train.duration_nimg=5120"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let steps = 40u64;
+    let common = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "--set".to_string(),
+            format!("train.duration_nimg={}", steps * 256),
+            "--set".into(),
+            "select.filter_ratio=0.75".into(),
+            "--set".into(),
+            "select.chunks=4".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        train(out, &refs)
+    };
+
+    // AJEST: JEST with the guide as reference, always on: b = 4·⌊256·0.25/4⌋ = 64 of 256.
+    let ajest = t.join("ajest");
+    let g = format!("select.reference={}", guide.display());
+    let o = common(&ajest, &["--set", "select.method=jest", "--set", &g]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = last_stats(&ajest);
+    assert_eq!(s["step"], steps);
+    assert_eq!(s["nimg"], steps * 64);
+    assert_eq!(s["nimg_scored"], steps * 256);
+    assert_eq!(s["selection"], true);
+    for phase in ["data", "score", "select", "train"] {
+        assert!(s["seconds"][phase].as_f64().unwrap() > 0.0, "{phase}");
+    }
+
+    // Uniform needs no scoring: nothing is scored beyond what is trained.
+    let uni = t.join("uniform");
+    let o = common(&uni, &["--set", "select.method=uniform"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = last_stats(&uni);
+    assert_eq!(
+        (s["nimg"].as_u64(), s["nimg_scored"].as_u64()),
+        (Some(steps * 64), Some(steps * 64))
+    );
+
+    // Early RHO against the learner's own EMA: selection until the first step where the
+    // learner's mean loss is below the reference's, full batches after it.
+    let early = t.join("early");
+    let o = common(
+        &early,
+        &[
+            "--set",
+            "select.method=rho",
+            "--set",
+            "select.reference=ema",
+            "--set",
+            "select.schedule=early",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = last_stats(&early);
+    let ck = std::fs::read_dir(early.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .max()
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(ck).unwrap()).unwrap();
+    let switched = meta["extra"]["switch"]["switched_at"].as_u64();
+    let selecting_steps = switched.unwrap_or(steps);
+    assert_eq!(
+        s["nimg"].as_u64().unwrap(),
+        selecting_steps * 64 + (steps - selecting_steps) * 256,
+        "switched at {switched:?}"
+    );
+
+    // A method that needs a reference without one is a named error.
+    let o = common(&t.join("bad"), &["--set", "select.method=rho"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("select.reference"), "{}", stderr(&o));
+}

@@ -20,6 +20,8 @@ pub enum Stream {
     Select = 4,
     /// Evaluation sets (test points, exact reference samples).
     Eval = 5,
+    /// Re-drawn noise for a reference model's losses.
+    Reference = 6,
 }
 
 /// xoshiro256++ seeded by SplitMix64 from a `(seed, stream, index)` key.

@@ -338,6 +338,12 @@ impl Mixture {
 
     /// An exact sample of p(x; σ): component k ∝ φ_k, then μ_k + L ε₁ + σ ε₂.
     pub fn sample(&self, rng: &mut Rng, sigma: f64) -> [f64; 2] {
+        self.sample_pair(rng, sigma).1
+    }
+
+    /// A clean sample y ~ p(y; 0) and its noisy version x = y + σ·n, from the same draws
+    /// as [`Mixture::sample`] (so x is an exact sample of p(x; σ)).
+    pub fn sample_pair(&self, rng: &mut Rng, sigma: f64) -> ([f64; 2], [f64; 2]) {
         let u = rng.uniform();
         let k = self
             .cdf
@@ -346,10 +352,8 @@ impl Mixture {
         let [l11, l21, l22] = self.chol[k];
         let (e1, e2) = (rng.normal(), rng.normal());
         let (n1, n2) = (rng.normal(), rng.normal());
-        [
-            self.mux[k] + l11 * e1 + sigma * n1,
-            self.muy[k] + l21 * e1 + l22 * e2 + sigma * n2,
-        ]
+        let y = [self.mux[k] + l11 * e1, self.muy[k] + l21 * e1 + l22 * e2];
+        (y, [y[0] + sigma * n1, y[1] + sigma * n2])
     }
 
     /// The naive reference: every component, no pruning, direct sums. For tests.

@@ -16,6 +16,8 @@ pub struct Batch {
     /// What D(x; σ) regresses to: the clean y (denoising score matching) or the exact
     /// posterior mean E[y | x] = x + σ²∇log p(x; σ) (exact score matching).
     pub target: Vec<f64>,
+    /// The clean examples y (x = y + n).
+    pub clean: Vec<f64>,
 }
 
 impl Batch {
@@ -40,6 +42,7 @@ impl Batch {
             x: rows(&self.x),
             sigma: idx.iter().map(|&i| self.sigma[i]).collect(),
             target: rows(&self.target),
+            clean: rows(&self.clean),
         }
     }
 }
@@ -57,20 +60,44 @@ pub fn toy_batch(
     let mut rng = Rng::new(seed, Stream::Data, step);
     let sigma = noise.draw(&mut rng, n);
     let mut x = Vec::with_capacity(2 * n);
-    let mut clean = Vec::new();
+    let mut clean = Vec::with_capacity(2 * n);
     for &s in &sigma {
-        match target {
-            LossTarget::Exact => x.extend(mixture.sample(&mut rng, s)),
-            LossTarget::Dsm => {
-                let y = mixture.sample(&mut rng, 0.0);
-                x.push(y[0] + s * rng.normal());
-                x.push(y[1] + s * rng.normal());
-                clean.extend(y);
-            }
-        }
+        let (y, xn) = mixture.sample_pair(&mut rng, s);
+        clean.extend(y);
+        x.extend(xn);
     }
+    with_targets(mixture, target, x, clean, sigma)
+}
+
+/// The same clean examples as `batch` with σ and noise re-drawn from the `(seed, Reference,
+/// step)` stream: what a reference model scores when it does not share the learner's noise.
+pub fn redraw_noise(
+    mixture: &Mixture,
+    batch: &Batch,
+    noise: &mut dyn NoiseSampler,
+    target: LossTarget,
+    seed: u64,
+    step: u64,
+) -> Batch {
+    let mut rng = Rng::new(seed, Stream::Reference, step);
+    let sigma = noise.draw(&mut rng, batch.len());
+    let mut x = Vec::with_capacity(batch.clean.len());
+    for (y, &s) in batch.clean.chunks(2).zip(&sigma) {
+        x.push(y[0] + s * rng.normal());
+        x.push(y[1] + s * rng.normal());
+    }
+    with_targets(mixture, target, x, batch.clean.clone(), sigma)
+}
+
+fn with_targets(
+    mixture: &Mixture,
+    target: LossTarget,
+    x: Vec<f64>,
+    clean: Vec<f64>,
+    sigma: Vec<f64>,
+) -> Batch {
     let target = match target {
-        LossTarget::Dsm => clean,
+        LossTarget::Dsm => clean.clone(),
         LossTarget::Exact => {
             let pts: Vec<[f64; 2]> = x.chunks(2).map(|c| [c[0], c[1]]).collect();
             let scores = mixture.score_batch(&pts, &sigma);
@@ -86,5 +113,6 @@ pub fn toy_batch(
         x,
         sigma,
         target,
+        clean,
     }
 }

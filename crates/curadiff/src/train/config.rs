@@ -35,9 +35,12 @@ pub enum LossTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Examples per optimiser step.
+    /// Examples per optimiser step; with online selection, the super-batch B that is scored.
     pub batch: usize,
-    /// Training length in images (examples) trained on.
+    /// Training length in images of (super-)batches: iterations × `batch`. With online
+    /// selection each iteration trains on a sub-batch, so fewer images are trained on
+    /// (`nimg` in stats.jsonl) while the learning-rate and EMA schedules advance per
+    /// iteration as in the seed.
     pub duration_nimg: u64,
     /// Learning-rate schedule (in images trained).
     pub lr: LrConfig,
@@ -84,6 +87,9 @@ pub struct RunConfig {
     pub model: MlpConfig,
     pub diffusion: DiffusionConfig,
     pub train: TrainConfig,
+    /// Online batch selection (`method = "none"` trains on every example).
+    #[serde(default)]
+    pub select: crate::train::select::SelectConfig,
     pub sampler: SamplerConfig,
 }
 
@@ -175,6 +181,7 @@ impl RunConfig {
         if t.keep_checkpoints < 2 {
             return Err(invalid("train.keep_checkpoints", "must be at least 2"));
         }
+        self.select.validate()?;
         let s = &self.sampler;
         if s.steps == 0 {
             return Err(invalid("sampler.steps", "must be at least 1"));

@@ -10,4 +10,5 @@ pub mod optim;
 pub mod params;
 pub mod presets;
 pub mod run;
+pub mod select;
 pub mod stats;

@@ -89,6 +89,7 @@ fn toy() -> RunConfig {
             checkpoint_every_nimg: 512 * batch,
             keep_checkpoints: 2,
         },
+        select: Default::default(),
         sampler: SamplerConfig {
             steps: 32,
             sigma_min: 0.002,

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::batch::toy_batch;
+use super::batch::{redraw_noise, toy_batch};
 use super::checkpoint::{self, CheckpointMeta};
 use super::config::RunConfig;
 use super::learner::ToyLearner;
+use super::select::{Choice, OnlineSelection};
 use super::stats::{quantile, StatsLine, StatsWriter};
 use crate::data::toy2d::Mixture;
 use crate::diffusion::noise::{LogNormal, NoiseSampler};
@@ -41,7 +42,8 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn add(&mut self, phase: &str, since: Instant) {
+    /// Books the time since `since` to `phase`.
+    pub fn add(&mut self, phase: &str, since: Instant) {
         *self.seconds.entry(phase.to_string()).or_insert(0.0) += since.elapsed().as_secs_f64();
     }
 
@@ -116,7 +118,7 @@ fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
 }
 
 /// Restores learner and counters from the newest checkpoint, if any.
-fn resume(run: &RunDir, learner: &mut ToyLearner) -> Result<Option<Counters>> {
+fn resume(run: &RunDir, learner: &mut ToyLearner) -> Result<Option<(Counters, serde_json::Value)>> {
     let Some(ck) = checkpoint::latest(&run.checkpoints())? else {
         return Ok(None);
     };
@@ -127,15 +129,22 @@ fn resume(run: &RunDir, learner: &mut ToyLearner) -> Result<Option<Counters>> {
             why: e.to_string(),
             hint: "it does not fit this config's model".into(),
         })?;
-    Ok(Some(Counters {
+    let counters = Counters {
         step: ck.meta.step,
         nimg: ck.meta.nimg,
         nimg_scored: ck.meta.nimg_scored,
         seconds: ck.meta.seconds,
-    }))
+    };
+    Ok(Some((counters, ck.meta.extra)))
 }
 
-fn save(run: &RunDir, cfg: &RunConfig, learner: &ToyLearner, c: &Counters) -> Result<()> {
+fn save(
+    run: &RunDir,
+    cfg: &RunConfig,
+    learner: &ToyLearner,
+    c: &Counters,
+    extra: serde_json::Value,
+) -> Result<()> {
     let meta = CheckpointMeta {
         step: c.step,
         nimg: c.nimg,
@@ -144,7 +153,7 @@ fn save(run: &RunDir, cfg: &RunConfig, learner: &ToyLearner, c: &Counters) -> Re
         tensors: String::new(),
         bytes: 0,
         checksum: String::new(),
-        extra: serde_json::Value::Null,
+        extra,
     };
     checkpoint::save(
         &run.checkpoints(),
@@ -171,20 +180,31 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         p_std: cfg.diffusion.p_std,
     };
     let mut learner = ToyLearner::new(cfg, &crate::device::training());
+    let mut selection = OnlineSelection::new(&cfg.select, cfg.diffusion.weighting, dir)?;
     let resumed = resume(&run, &mut learner)?;
-    let resumed_from = resumed.as_ref().map(|c| c.step);
+    let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
     if let Some(step) = resumed_from {
         obs.note(&format!("resuming {} from step {step}", dir.display()));
     }
-    let mut c = resumed.unwrap_or_default();
+    let (mut c, extra) = resumed.unwrap_or_default();
+    if let (Some(sel), Some(sw)) = (selection.as_mut(), extra.get("switch")) {
+        sel.switch = serde_json::from_value(sw.clone()).map_err(|e| Error::BadCheckpoint {
+            path: run.checkpoints(),
+            why: format!("malformed selection state: {e}"),
+            hint: String::new(),
+        })?;
+    }
     let mut stats = StatsWriter::open(run.stats(), c.nimg)?;
     let batch = cfg.train.batch as u64;
     let total = cfg.train.duration_nimg;
     let mut last_saved = c.step;
     let (mut loss_sum, mut loss_n, mut sigmas, mut last_loss) = (0.0, 0usize, Vec::new(), f64::NAN);
 
-    while c.nimg < total {
-        // Data: fresh exact samples of the toy at log-normal σ.
+    // The schedules (learning rate, EMA) advance per iteration of a super-batch of `batch`
+    // images, as in the seed: selection changes what each iteration trains on, not its
+    // position in the schedule. The run ends after `duration_nimg` images of super-batches.
+    while c.step * batch < total {
+        // Data: fresh exact samples of the toy at log-normal σ (the super-batch).
         let t = Instant::now();
         let b = toy_batch(
             &mixture,
@@ -196,10 +216,33 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         );
         c.add("data", t);
 
+        // Score and select (online selection only).
+        let choice = match selection.as_mut() {
+            None => None,
+            Some(sel) => {
+                let step = c.step;
+                let mut redraw = || {
+                    let mut n = noise.clone();
+                    redraw_noise(&mixture, &b, &mut n, cfg.train.target, cfg.seed, step)
+                };
+                Some(sel.choose(&learner, &b, &mut redraw, cfg.seed, step, &mut c)?)
+            }
+        };
+        let (sub, scored) = match &choice {
+            Some(Choice {
+                indices: Some(idx),
+                scored,
+                ..
+            }) => (b.subset(idx), *scored),
+            Some(Choice { scored, .. }) => (b.clone(), *scored),
+            None => (b.clone(), false),
+        };
+
         // Step: forward, backward, Adam, forced weight normalisation; then the EMA.
         let t = Instant::now();
-        let lr = cfg.train.lr.at(c.nimg as f64);
-        let losses = learner.step(&b, lr)?;
+        let position = c.step * batch;
+        let lr = cfg.train.lr.at(position as f64);
+        let losses = learner.step(&sub, lr)?;
         let mean = losses.mean();
         if !mean.is_finite() {
             return Err(Error::NonFiniteLoss {
@@ -210,19 +253,20 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
             });
         }
         c.step += 1;
-        c.nimg += batch;
-        c.nimg_scored += batch;
-        learner.update_ema(c.nimg, cfg.train.batch);
+        c.nimg += sub.len() as u64;
+        c.nimg_scored += if scored { batch } else { sub.len() as u64 };
+        learner.update_ema(c.step * batch, cfg.train.batch);
         c.add("train", t);
         let x0: Vec<f64> = losses.x0_error.iter().map(|&v| v as f64).collect();
-        noise.observe(&b.sigma, &x0);
+        noise.observe(&sub.sigma, &x0);
 
         // Stats.
         loss_sum += mean;
         loss_n += 1;
-        sigmas.extend_from_slice(&b.sigma);
-        let done = c.nimg >= total;
-        if crossed(c.nimg, batch, cfg.train.log_every_nimg) || done {
+        sigmas.extend_from_slice(&sub.sigma);
+        let position = c.step * batch;
+        let done = position >= total;
+        if crossed(position, batch, cfg.train.log_every_nimg) || done {
             last_loss = loss_sum / loss_n as f64;
             let mut seconds = c.seconds.clone();
             seconds.insert("total".into(), c.total_seconds());
@@ -238,20 +282,24 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
                     quantile(&mut sigmas, 0.5),
                     quantile(&mut sigmas, 0.9),
                 ],
-                selection: None,
+                selection: choice.as_ref().map(|ch| ch.selecting),
             })?;
             (loss_sum, loss_n) = (0.0, 0);
             sigmas.clear();
         }
 
         // Checkpoint.
-        if crossed(c.nimg, batch, cfg.train.checkpoint_every_nimg) || done {
+        if crossed(position, batch, cfg.train.checkpoint_every_nimg) || done {
             let t = Instant::now();
-            save(&run, cfg, &learner, &c)?;
+            let extra = match &selection {
+                Some(sel) => serde_json::json!({ "switch": sel.switch }),
+                None => serde_json::Value::Null,
+            };
+            save(&run, cfg, &learner, &c, extra)?;
             c.add("checkpoint", t);
             last_saved = c.step;
         }
-        obs.progress(c.nimg.min(total), total, mean);
+        obs.progress(position.min(total), total, mean);
     }
 
     // Final scatter plot of EMA samples over the ground-truth density.
@@ -286,7 +334,7 @@ pub fn load_learner(dir: &Path) -> Result<(RunConfig, ToyLearner, u64)> {
     }
     let cfg = run.read_config()?;
     let mut learner = ToyLearner::new(&cfg, &crate::device::training());
-    let Some(c) = resume(&run, &mut learner)? else {
+    let Some((c, _)) = resume(&run, &mut learner)? else {
         return Err(Error::Config(format!(
             "{} has no checkpoint yet; run its training first",
             dir.display()
