@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use curadiff::data::toy2d::Mixture;
-use curadiff::diffusion::noise::LogNormal;
 use curadiff::train::batch::toy_batch;
 use curadiff::train::learner::ToyLearner;
 use curadiff::train::presets::preset;
@@ -13,10 +12,7 @@ use std::time::Instant;
 pub fn speed(name: &str, steps: u64) -> Result<()> {
     let cfg = preset(name)?;
     let mixture = Mixture::tree(cfg.data.classes);
-    let mut noise = LogNormal {
-        p_mean: cfg.diffusion.p_mean,
-        p_std: cfg.diffusion.p_std,
-    };
+    let mut noise = cfg.diffusion.noise();
     let mut learner = ToyLearner::new(&cfg, &curadiff::device::training());
     let (mut data, mut model) = (0.0, 0.0);
     let warmup = 3;

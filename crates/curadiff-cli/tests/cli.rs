@@ -55,6 +55,22 @@ fn train(out: &Path, extra: &[&str]) -> Output {
     run(&args)
 }
 
+/// `curadiff sample --run RUN --n N --out OUT` plus `extra` arguments.
+fn sample(run: &Path, n: usize, out: &Path, extra: &[&str]) -> Output {
+    let n = n.to_string();
+    let mut args = vec![
+        "sample",
+        "--run",
+        run.to_str().unwrap(),
+        "--n",
+        &n,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    self::run(&args)
+}
+
 fn final_tensors(run: &Path) -> Vec<u8> {
     let dir = run.join("checkpoints");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
@@ -268,15 +284,7 @@ fn resume_after_sigkill(engine: &str) {
     let newest = tensors.last().unwrap().clone();
     let bytes = std::fs::read(&newest).unwrap();
     std::fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
-    let o = run(&[
-        "sample",
-        "--run",
-        b.to_str().unwrap(),
-        "--n",
-        "8",
-        "--out",
-        t.join("s.npy").to_str().unwrap(),
-    ]);
+    let o = sample(&b, 8, &t.join("s.npy"), &[]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
@@ -286,15 +294,7 @@ fn resume_after_sigkill(engine: &str) {
     assert!(e.contains("intact"), "{e}");
     std::fs::remove_file(&newest).unwrap();
     std::fs::remove_file(newest.with_extension("json")).unwrap();
-    let o = run(&[
-        "sample",
-        "--run",
-        b.to_str().unwrap(),
-        "--n",
-        "8",
-        "--out",
-        t.join("s.npy").to_str().unwrap(),
-    ]);
+    let o = sample(&b, 8, &t.join("s.npy"), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -321,16 +321,7 @@ fn nan_loss_stops_with_step_and_keeps_last_checkpoint() {
         "{e}"
     );
     // The kept checkpoint loads.
-    let o = run(&[
-        "sample",
-        "--run",
-        out.to_str().unwrap(),
-        "--n",
-        "4",
-        "--raw",
-        "--out",
-        t.join("s.npy").to_str().unwrap(),
-    ]);
+    let o = sample(&out, 4, &t.join("s.npy"), &["--raw"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use crate::data::toy2d::Mixture;
 use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
 use crate::diffusion::guidance::Guided;
-use crate::diffusion::noise::LogNormal;
 use crate::error::{Error, Result};
 use crate::eval::toy::{self, ModelMetrics, SampleMetrics};
 use crate::train::config::RunConfig;
@@ -100,10 +99,7 @@ impl Models {
     /// Exact loss (of the main model) and ODE-L2 (of the guided denoiser if guided).
     pub fn model_metrics(&self, seed: u64) -> Result<ModelMetrics> {
         let m = self.mixture();
-        let noise = LogNormal {
-            p_mean: self.config.diffusion.p_mean,
-            p_std: self.config.diffusion.p_std,
-        };
+        let noise = self.config.diffusion.noise();
         let n = 16_384;
         Ok(ModelMetrics {
             loss: toy::exact_loss(&self.main, &m, &noise, n, seed)?,

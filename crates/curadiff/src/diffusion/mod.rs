@@ -22,3 +22,13 @@ pub struct DiffusionConfig {
     /// Per-example loss weighting: "score" (σ²‖s − s_θ‖², the toy's) or "edm" (λ(σ)).
     pub weighting: loss::Weighting,
 }
+
+impl DiffusionConfig {
+    /// The log-normal training noise distribution ln σ ~ N(P_mean, P_std²).
+    pub fn noise(&self) -> noise::LogNormal {
+        noise::LogNormal {
+            p_mean: self.p_mean,
+            p_std: self.p_std,
+        }
+    }
+}

@@ -15,7 +15,7 @@ use super::learner::ToyLearner;
 use super::select::{Choice, OnlineSelection};
 use super::stats::{quantile, StatsLine, StatsWriter};
 use crate::data::toy2d::Mixture;
-use crate::diffusion::noise::{LogNormal, NoiseSampler};
+use crate::diffusion::noise::NoiseSampler;
 use crate::error::{Error, Result};
 
 /// Sampling seed of the end-of-training plot.
@@ -175,10 +175,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let run = RunDir::new(dir);
     claim(&run, cfg)?;
     let mixture = Mixture::tree(cfg.data.classes);
-    let mut noise = LogNormal {
-        p_mean: cfg.diffusion.p_mean,
-        p_std: cfg.diffusion.p_std,
-    };
+    let mut noise = cfg.diffusion.noise();
     let mut learner = ToyLearner::new(cfg, &crate::device::training());
     let mut selection = OnlineSelection::new(&cfg.select, cfg.diffusion.weighting, dir)?;
     let resumed = resume(&run, &mut learner)?;
