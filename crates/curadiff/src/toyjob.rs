@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::data::toy2d::Mixture;
-use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
+use crate::diffusion::denoiser::Denoiser;
 use crate::diffusion::guidance::Guided;
 use crate::error::{Error, Result};
 use crate::eval::toy::{self, ModelMetrics, SampleMetrics};
 use crate::train::config::RunConfig;
+use crate::train::learner::ToyModel;
 use crate::train::presets::preset;
 use crate::train::run::{self, Observer};
 
@@ -24,14 +25,14 @@ pub enum Weights {
 /// A trained main model, optionally with a guide and guidance weight.
 pub struct Models {
     pub config: RunConfig,
-    pub main: ToyDenoiser,
-    pub guide: Option<(ToyDenoiser, f64)>,
+    pub main: Box<dyn ToyModel>,
+    pub guide: Option<(Box<dyn ToyModel>, f64)>,
 }
 
 impl Models {
     /// Loads `run` (and `guide` at weight `w`) from their newest checkpoints.
     pub fn load(run: &Path, guide: Option<(&Path, f64)>, weights: Weights) -> Result<Self> {
-        let pick = |dir: &Path| -> Result<(RunConfig, ToyDenoiser)> {
+        let pick = |dir: &Path| -> Result<(RunConfig, Box<dyn ToyModel>)> {
             let (cfg, learner, _) = run::load_learner(dir)?;
             let den = match weights {
                 Weights::Ema => learner.ema_inference(),
@@ -78,11 +79,11 @@ impl Models {
     pub fn with_denoiser<T>(&self, f: impl FnOnce(&dyn Denoiser<2>) -> T) -> T {
         match &self.guide {
             Some((g, w)) => f(&Guided {
-                main: &self.main,
-                guide: g,
+                main: self.main.as_ref(),
+                guide: g.as_ref(),
                 weight: *w,
             }),
-            None => f(&self.main),
+            None => f(self.main.as_ref()),
         }
     }
 
@@ -102,8 +103,8 @@ impl Models {
         let noise = self.config.diffusion.noise();
         let n = 16_384;
         Ok(ModelMetrics {
-            loss: toy::exact_loss(&self.main, &m, &noise, n, seed)?,
-            loss_outer: toy::exact_loss(&self.main, &m.outer(5), &noise, n, seed)?,
+            loss: toy::exact_loss(self.main.as_ref(), &m, &noise, n, seed)?,
+            loss_outer: toy::exact_loss(self.main.as_ref(), &m.outer(5), &noise, n, seed)?,
             ode_l2: self.with_denoiser(|d| toy::ode_l2(d, &m, &self.config.sampler, 4096, seed))?,
         })
     }

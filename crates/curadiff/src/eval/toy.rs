@@ -26,7 +26,6 @@ use crate::error::{Error, Result};
 use crate::rng::{Rng, Stream};
 use crate::train::batch::toy_batch;
 use crate::train::config::{LossTarget, SamplerConfig};
-use crate::train::learner::losses_of;
 
 /// The ground-truth log-density threshold of a "hit" (the outline contour level).
 pub const HIT_LOGP: f64 = -2.12;
@@ -185,7 +184,7 @@ impl Denoiser<2> for ExactDenoiser<'_> {
 /// Exact score-matching loss of `den` on `n` fresh samples of `mixture` at ln σ ~ N(p_mean,
 /// p_std²), from the `Eval` stream of `seed`.
 pub fn exact_loss(
-    den: &crate::diffusion::denoiser::ToyDenoiser,
+    den: &dyn crate::train::learner::ToyModel,
     mixture: &Mixture,
     noise: &LogNormal,
     n: usize,
@@ -200,7 +199,7 @@ pub fn exact_loss(
         u64::MAX,
         n,
     );
-    Ok(losses_of(den, &b, Weighting::Score)?.mean())
+    Ok(den.losses(&b, Weighting::Score)?.mean())
 }
 
 /// Mean distance between the endpoints of `den`'s and the exact ODE from `n` shared x_T.

@@ -183,6 +183,21 @@ pub struct FusedBatch<'a> {
     pub to_x0: &'a [f32],
 }
 
+/// Forward only: the network output F = g·o, `[n, 2]`, for features `[n, 4]`.
+pub fn predict(params: &[HostParam], features: &[f32]) -> Vec<f32> {
+    let net = Normalized::new(params);
+    let n = features.len() / 4;
+    let parts: Vec<Vec<f32>> = (0..n.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|blk| {
+            let (lo, hi) = (blk * BLOCK, ((blk + 1) * BLOCK).min(n));
+            let f = forward(&net, &features[lo * 4..hi * 4], hi - lo);
+            f.o.iter().map(|v| v * net.gain).collect()
+        })
+        .collect();
+    parts.concat()
+}
+
 /// Forward only: per-example (weighted, x0-error) losses.
 pub fn losses(params: &[HostParam], b: &FusedBatch) -> (Vec<f32>, Vec<f32>) {
     let net = Normalized::new(params);

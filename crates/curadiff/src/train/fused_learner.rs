@@ -1,14 +1,14 @@
 //! The toy learner on the fused CPU kernel: parameters, Adam moments and EMA as host vectors.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::BTreeMap;
 
 use super::batch::Batch;
 use super::config::RunConfig;
 use super::ema;
-use super::learner::Losses;
+use super::learner::{Losses, ToyModel};
 use super::params::{self, HostParam};
-use crate::diffusion::denoiser::ToyDenoiser;
+use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
 use crate::diffusion::loss::{f_target, Space, Weighting};
 use crate::diffusion::precond::Precond;
 use crate::error::{Error, Result};
@@ -143,22 +143,26 @@ impl FusedLearner {
         }
     }
 
-    fn denoiser(&self, ps: &[HostParam]) -> ToyDenoiser {
-        // The template has exactly these names and shapes, so loading cannot fail.
-        let net = params::from_host(self.template.clone(), ps)
-            .unwrap_or_else(|e| panic!("internal: fused parameters do not fit the template: {e}"));
-        ToyDenoiser {
-            net,
+    /// The weights as a burn network (for other devices and cross-checks).
+    pub fn burn_denoiser(&self, ps: &[HostParam]) -> Result<ToyDenoiser> {
+        Ok(ToyDenoiser {
+            net: params::from_host(self.template.clone(), ps)?,
+            sigma_data: self.sigma_data,
+        })
+    }
+
+    pub fn inference(&self) -> FusedDenoiser {
+        FusedDenoiser {
+            params: self.params.clone(),
             sigma_data: self.sigma_data,
         }
     }
 
-    pub fn inference(&self) -> ToyDenoiser {
-        self.denoiser(&self.params)
-    }
-
-    pub fn ema_inference(&self) -> ToyDenoiser {
-        self.denoiser(self.ema.as_deref().unwrap_or(&self.params))
+    pub fn ema_inference(&self) -> FusedDenoiser {
+        FusedDenoiser {
+            params: self.ema.clone().unwrap_or_else(|| self.params.clone()),
+            sigma_data: self.sigma_data,
+        }
     }
 
     pub fn to_groups(&self) -> BTreeMap<String, Vec<HostParam>> {
@@ -217,6 +221,85 @@ impl FusedLearner {
         self.v = get("adam_v")?.iter().map(|p| p.data.clone()).collect();
         self.t = adam_t;
         Ok(())
+    }
+}
+
+/// The fused kernel's inputs for `batch`.
+fn inputs(batch: &Batch, weighting: Weighting, sd: f64) -> Inputs {
+    let mut features = Vec::with_capacity(4 * batch.len());
+    for (x, &s) in batch.x.chunks(2).zip(&batch.sigma) {
+        features.extend(features_of(x, s, sd));
+    }
+    let to_x0: Vec<f32> = batch
+        .sigma
+        .iter()
+        .map(|&s| Space::F.to_x0(s, sd) as f32)
+        .collect();
+    let weight = batch
+        .sigma
+        .iter()
+        .map(|&s| (weighting.lambda(s, sd) * Space::F.to_x0(s, sd)) as f32)
+        .collect();
+    Inputs {
+        features,
+        target: f_target(&batch.x, &batch.target, &batch.sigma, sd),
+        weight,
+        to_x0,
+    }
+}
+
+/// [c_in·x, c_noise, 1] of one example.
+fn features_of(x: &[f64], sigma: f64, sd: f64) -> [f32; 4] {
+    let p = Precond::new(sigma, sd);
+    [
+        (p.c_in * x[0]) as f32,
+        (p.c_in * x[1]) as f32,
+        p.c_noise as f32,
+        1.0,
+    ]
+}
+
+/// Inference with the fused kernel: D(x; σ) = c_skip·x + c_out·F.
+#[derive(Debug, Clone)]
+pub struct FusedDenoiser {
+    pub params: Vec<HostParam>,
+    pub sigma_data: f64,
+}
+
+impl Denoiser<2> for FusedDenoiser {
+    fn denoise(&self, x: Tensor<2>, sigma: &[f64]) -> Tensor<2> {
+        let device = x.device();
+        // Reading back a tensor this program created is an internal invariant.
+        let xs: Vec<f32> = x
+            .try_into_vec_as::<f32>()
+            .unwrap_or_else(|e| panic!("internal: cannot read a sampler tensor: {e:?}"));
+        let mut features = Vec::with_capacity(2 * xs.len());
+        for (r, &s) in xs.chunks(2).zip(sigma) {
+            features.extend(features_of(&[r[0] as f64, r[1] as f64], s, self.sigma_data));
+        }
+        let f = fused::predict(&self.params, &features);
+        let d: Vec<f32> = xs
+            .chunks(2)
+            .zip(f.chunks(2))
+            .zip(sigma)
+            .flat_map(|((xr, fr), &s)| {
+                let p = Precond::new(s, self.sigma_data);
+                let (c_skip, c_out) = (p.c_skip as f32, p.c_out as f32);
+                [
+                    c_skip * xr[0] + c_out * fr[0],
+                    c_skip * xr[1] + c_out * fr[1],
+                ]
+            })
+            .collect();
+        Tensor::<2>::from_data(TensorData::new(d, [sigma.len(), 2]), &device)
+    }
+}
+
+impl ToyModel for FusedDenoiser {
+    fn losses(&self, batch: &Batch, weighting: Weighting) -> Result<Losses> {
+        let i = inputs(batch, weighting, self.sigma_data);
+        let (weighted, x0_error) = fused::losses(&self.params, &fb(&i));
+        Ok(Losses { weighted, x0_error })
     }
 }
 
@@ -318,6 +401,41 @@ mod tests {
                     assert!((x - y).abs() < 2e-4, "{weighting:?} {}: {x} vs {y}", a.name);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fused_inference_matches_burn_inference() {
+        let mut cfg = preset("toy").unwrap();
+        cfg.model.width = 16;
+        let mut fused = FusedLearner::new(&cfg, &crate::device::training());
+        fused.params.last_mut().unwrap().data[0] = 0.9;
+        let burn = fused.burn_denoiser(&fused.params).unwrap();
+        let fast = fused.inference();
+        let m = Mixture::tree(Classes::A);
+        let mut noise = LogNormal {
+            p_mean: -1.2,
+            p_std: 1.2,
+        };
+        let b = toy_batch(&m, &mut noise, LossTarget::Exact, 2, 0, 700);
+        let x: Vec<f32> = b.x.iter().map(|&v| v as f32).collect();
+        let dev = crate::device::inference();
+        let t = || Tensor::<2>::from_data(TensorData::new(x.clone(), [700, 2]), &dev);
+        let a: Vec<f32> = burn
+            .denoise(t(), &b.sigma)
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let c: Vec<f32> = fast
+            .denoise(t(), &b.sigma)
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        for (p, q) in a.iter().zip(&c) {
+            assert!((p - q).abs() < 1e-4 * (1.0 + p.abs()), "{p} vs {q}");
+        }
+        let la = burn.losses(&b, Weighting::Score).unwrap();
+        let lc = fast.losses(&b, Weighting::Score).unwrap();
+        for (p, q) in la.weighted.iter().zip(&lc.weighted) {
+            assert!((p - q).abs() < 1e-4 * (1.0 + p.abs()), "{p} vs {q}");
         }
     }
 }

@@ -11,7 +11,7 @@ use super::ema;
 use super::fused_learner::FusedLearner;
 use super::optim::Adam;
 use super::params::{self, HostParam};
-use crate::diffusion::denoiser::ToyDenoiser;
+use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
 use crate::diffusion::loss::{self, Weighting};
 use crate::error::{Error, Result};
 use crate::models::mlp::Engine;
@@ -213,19 +213,19 @@ impl ToyLearner {
         }
     }
 
-    /// The current weights as an inference denoiser.
-    pub fn inference(&self) -> ToyDenoiser {
+    /// The current weights as an inference model.
+    pub fn inference(&self) -> Box<dyn ToyModel> {
         match self {
-            ToyLearner::Burn(l) => l.inference(),
-            ToyLearner::Fused(l) => l.inference(),
+            ToyLearner::Burn(l) => Box::new(l.inference()),
+            ToyLearner::Fused(l) => Box::new(l.inference()),
         }
     }
 
-    /// The EMA weights as an inference denoiser.
-    pub fn ema_inference(&self) -> ToyDenoiser {
+    /// The EMA weights as an inference model.
+    pub fn ema_inference(&self) -> Box<dyn ToyModel> {
         match self {
-            ToyLearner::Burn(l) => l.ema_inference(),
-            ToyLearner::Fused(l) => l.ema_inference(),
+            ToyLearner::Burn(l) => Box::new(l.ema_inference()),
+            ToyLearner::Fused(l) => Box::new(l.ema_inference()),
         }
     }
 
@@ -243,6 +243,18 @@ impl ToyLearner {
             ToyLearner::Burn(l) => l.load_groups(g, adam_t),
             ToyLearner::Fused(l) => l.load_groups(g, adam_t),
         }
+    }
+}
+
+/// A trained toy model for inference: a denoiser that can also score per-example losses.
+pub trait ToyModel: Denoiser<2> + Sync {
+    /// Forward-only per-example losses on `batch`.
+    fn losses(&self, batch: &Batch, weighting: Weighting) -> Result<Losses>;
+}
+
+impl ToyModel for ToyDenoiser {
+    fn losses(&self, batch: &Batch, weighting: Weighting) -> Result<Losses> {
+        losses_of(self, batch, weighting)
     }
 }
 

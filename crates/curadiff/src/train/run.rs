@@ -304,7 +304,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     if !plot.exists() {
         crate::fsutil::create_dir(&run.samples())?;
         let samples = crate::eval::toy::sample_toy(
-            &learner.ema_inference(),
+            learner.ema_inference().as_ref(),
             &mixture,
             &cfg.sampler,
             16_384,

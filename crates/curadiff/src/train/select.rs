@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::batch::Batch;
-use super::learner::{losses_of, ToyLearner};
+use super::learner::{ToyLearner, ToyModel};
 use super::run::Counters;
 use crate::curation::jest::{Jest, JestForm};
 use crate::curation::schedule::{Schedule, Switch};
 use crate::curation::selector::{Full, Rho, Scores, Selector, Uniform};
-use crate::diffusion::denoiser::ToyDenoiser;
 use crate::diffusion::loss::Weighting;
 use crate::error::{Error, Result};
 use crate::rng::{Rng, Stream};
@@ -112,7 +111,7 @@ pub struct OnlineSelection {
 enum Reference {
     None,
     LearnerEma,
-    Fixed(Box<ToyDenoiser>),
+    Fixed(Box<dyn ToyModel>),
 }
 
 /// What the selection phase decided for one step.
@@ -160,7 +159,7 @@ impl OnlineSelection {
                         field: "select.reference".into(),
                         why: format!("cannot load reference run {}: {e}", path.display()),
                     })?;
-                Reference::Fixed(Box::new(learner.ema_inference()))
+                Reference::Fixed(learner.ema_inference())
             }
         };
         Ok(Some(Self {
@@ -199,9 +198,13 @@ impl OnlineSelection {
             } else {
                 redraw()
             };
-            let den = match &self.reference {
-                Reference::Fixed(d) => d.as_ref().clone(),
-                Reference::LearnerEma => learner.ema_inference(),
+            let own;
+            let den: &dyn ToyModel = match &self.reference {
+                Reference::Fixed(d) => d.as_ref(),
+                Reference::LearnerEma => {
+                    own = learner.ema_inference();
+                    own.as_ref()
+                }
                 Reference::None => {
                     return Err(Error::InvalidValue {
                         field: "select.reference".into(),
@@ -209,7 +212,7 @@ impl OnlineSelection {
                     })
                 }
             };
-            Some(losses_of(&den, &scored, self.weighting)?.weighted)
+            Some(den.losses(&scored, self.weighting)?.weighted)
         } else {
             None
         };
