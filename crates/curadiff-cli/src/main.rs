@@ -42,6 +42,12 @@ enum Command {
         /// Print the resolved config and exit.
         #[arg(long)]
         dry_run: bool,
+        /// End the run after this many seconds of training (same as --set train.budget_seconds=S).
+        #[arg(long)]
+        budget_seconds: Option<f64>,
+        /// End the run after this many images trained on (same as --set train.budget_nimg=N).
+        #[arg(long)]
+        budget_nimg: Option<u64>,
     },
     /// Sample from a trained run, optionally autoguided by a second run.
     Sample {
@@ -193,10 +199,18 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Train {
             preset: name,
             out,
-            sets,
+            mut sets,
             seed,
             dry_run,
+            budget_seconds,
+            budget_nimg,
         } => {
+            if let Some(s) = budget_seconds {
+                sets.push(format!("train.budget_seconds={s}"));
+            }
+            if let Some(n) = budget_nimg {
+                sets.push(format!("train.budget_nimg={n}"));
+            }
             let mut cfg = preset(&name)?.with_overrides(&sets)?;
             if let Some(s) = seed {
                 cfg.seed = s;

@@ -61,6 +61,18 @@ pub struct TrainConfig {
     /// How many checkpoints to keep (the newest ones); at least 2, so a damaged newest one
     /// leaves a usable older one.
     pub keep_checkpoints: usize,
+    /// End the run once this many images have been trained on (0: no such budget).
+    #[serde(default)]
+    pub budget_nimg: u64,
+    /// End the run once this many seconds of training (all phases) have passed (0: none).
+    #[serde(default)]
+    pub budget_seconds: f64,
+    /// Keep a snapshot of the weights when the images trained on first reach each of these.
+    #[serde(default)]
+    pub snapshot_nimg: Vec<u64>,
+    /// Keep a snapshot when the training seconds first reach each of these.
+    #[serde(default)]
+    pub snapshot_seconds: Vec<f64>,
 }
 
 /// Sampler settings used by default when sampling from the run.
@@ -177,6 +189,21 @@ impl RunConfig {
         }
         if t.checkpoint_every_nimg == 0 {
             return Err(invalid("train.checkpoint_every_nimg", "must be at least 1"));
+        }
+        if !(t.budget_seconds.is_finite() && t.budget_seconds >= 0.0) {
+            return Err(invalid(
+                "train.budget_seconds",
+                "must be finite and ≥ 0 (0: none)",
+            ));
+        }
+        if t.snapshot_seconds
+            .iter()
+            .any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(invalid(
+                "train.snapshot_seconds",
+                "every point must be finite and > 0",
+            ));
         }
         if t.keep_checkpoints < 2 {
             return Err(invalid("train.keep_checkpoints", "must be at least 2"));
@@ -310,6 +337,13 @@ fn parse_like(like: &toml::Value, raw: &str) -> std::result::Result<toml::Value,
             .parse::<bool>()
             .map(V::Boolean)
             .map_err(|_| format!("expected true or false, got '{raw}'")),
+        V::Array(_) => {
+            let doc: toml::Table = toml::from_str(&format!("v = {raw}"))
+                .map_err(|_| format!("expected a list such as [1, 2], got '{raw}'"))?;
+            doc.get("v")
+                .cloned()
+                .ok_or_else(|| format!("expected a list, got '{raw}'"))
+        }
         _ => Ok(V::String(raw.trim_matches('"').to_string())),
     }
 }

@@ -90,6 +90,10 @@ fn toy() -> RunConfig {
             log_every_nimg: 64 * batch,
             checkpoint_every_nimg: 512 * batch,
             keep_checkpoints: 2,
+            budget_nimg: 0,
+            budget_seconds: 0.0,
+            snapshot_nimg: Vec::new(),
+            snapshot_seconds: Vec::new(),
         },
         select: Default::default(),
         sampler: SamplerConfig {

@@ -47,7 +47,8 @@ impl Counters {
         *self.seconds.entry(phase.to_string()).or_insert(0.0) += since.elapsed().as_secs_f64();
     }
 
-    fn total_seconds(&self) -> f64 {
+    /// Seconds of all phases so far.
+    pub fn total_seconds(&self) -> f64 {
         self.seconds.values().sum()
     }
 }
@@ -84,6 +85,10 @@ impl RunDir {
     }
     pub fn samples(&self) -> PathBuf {
         self.root.join("samples")
+    }
+    /// Budget snapshots: one checkpoint folder per budget point, e.g. `nimg-000001024`.
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
     }
 
     /// The config stored in the run directory.
@@ -138,12 +143,33 @@ fn resume(run: &RunDir, learner: &mut ToyLearner) -> Result<Option<(Counters, se
     Ok(Some((counters, ck.meta.extra)))
 }
 
+/// The snapshot folder name of a seconds budget point.
+pub fn seconds_label(p: f64) -> String {
+    format!("seconds-{:012.3}", p)
+}
+
 fn save(
     run: &RunDir,
     cfg: &RunConfig,
     learner: &ToyLearner,
     c: &Counters,
     extra: serde_json::Value,
+) -> Result<()> {
+    save_to(
+        &run.checkpoints(),
+        learner,
+        c,
+        extra,
+        cfg.train.keep_checkpoints,
+    )
+}
+
+fn save_to(
+    dir: &Path,
+    learner: &ToyLearner,
+    c: &Counters,
+    extra: serde_json::Value,
+    keep: usize,
 ) -> Result<()> {
     let meta = CheckpointMeta {
         step: c.step,
@@ -155,12 +181,7 @@ fn save(
         checksum: String::new(),
         extra,
     };
-    checkpoint::save(
-        &run.checkpoints(),
-        meta,
-        &learner.to_groups()?,
-        cfg.train.keep_checkpoints,
-    )?;
+    checkpoint::save(dir, meta, &learner.to_groups()?, keep)?;
     Ok(())
 }
 
@@ -200,7 +221,11 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     // The schedules (learning rate, EMA) advance per iteration of a super-batch of `batch`
     // images, as in the seed: selection changes what each iteration trains on, not its
     // position in the schedule. The run ends after `duration_nimg` images of super-batches.
-    while c.step * batch < total {
+    let budget_done = |c: &Counters| {
+        (cfg.train.budget_nimg > 0 && c.nimg >= cfg.train.budget_nimg)
+            || (cfg.train.budget_seconds > 0.0 && c.total_seconds() >= cfg.train.budget_seconds)
+    };
+    while c.step * batch < total && !budget_done(&c) {
         // Data: fresh exact samples of the toy at log-normal σ (the super-batch).
         let t = Instant::now();
         let b = toy_batch(
@@ -262,7 +287,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         loss_n += 1;
         sigmas.extend_from_slice(&sub.sigma);
         let position = c.step * batch;
-        let done = position >= total;
+        let done = position >= total || budget_done(&c);
         if crossed(position, batch, cfg.train.log_every_nimg) || done {
             last_loss = loss_sum / loss_n as f64;
             let mut seconds = c.seconds.clone();
@@ -285,13 +310,34 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
             sigmas.clear();
         }
 
-        // Checkpoint.
+        // Budget snapshots and checkpoint.
+        let extra = match &selection {
+            Some(sel) => serde_json::json!({ "switch": sel.switch }),
+            None => serde_json::Value::Null,
+        };
+        let trained_before = c.nimg - sub.len() as u64;
+        let seconds_now = c.total_seconds();
+        let mut labels: Vec<String> = cfg
+            .train
+            .snapshot_nimg
+            .iter()
+            .filter(|&&p| trained_before < p && c.nimg >= p)
+            .map(|p| format!("nimg-{p:012}"))
+            .collect();
+        labels.extend(
+            cfg.train
+                .snapshot_seconds
+                .iter()
+                .filter(|&&p| seconds_now >= p && !run.snapshots().join(seconds_label(p)).exists())
+                .map(|&p| seconds_label(p)),
+        );
+        for label in labels {
+            let t = Instant::now();
+            save_to(&run.snapshots().join(label), &learner, &c, extra.clone(), 1)?;
+            c.add("checkpoint", t);
+        }
         if crossed(position, batch, cfg.train.checkpoint_every_nimg) || done {
             let t = Instant::now();
-            let extra = match &selection {
-                Some(sel) => serde_json::json!({ "switch": sel.switch }),
-                None => serde_json::Value::Null,
-            };
             save(&run, cfg, &learner, &c, extra)?;
             c.add("checkpoint", t);
             last_saved = c.step;
@@ -317,6 +363,29 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         resumed_from,
         last_loss,
     })
+}
+
+/// The learner of run `dir` at a budget snapshot (a folder under `RUN/snapshots`), with the
+/// counters at that point.
+pub fn load_snapshot(dir: &Path, label: &str) -> Result<(RunConfig, ToyLearner, Counters)> {
+    let run = RunDir::new(dir);
+    let cfg = run.read_config()?;
+    let mut learner = ToyLearner::new(&cfg, &crate::device::training());
+    let folder = run.snapshots().join(label);
+    let Some(ck) = checkpoint::latest(&folder)? else {
+        return Err(Error::Config(format!(
+            "no snapshot in {}",
+            folder.display()
+        )));
+    };
+    learner.load_groups(&ck.groups, ck.meta.step)?;
+    let c = Counters {
+        step: ck.meta.step,
+        nimg: ck.meta.nimg,
+        nimg_scored: ck.meta.nimg_scored,
+        seconds: ck.meta.seconds,
+    };
+    Ok((cfg, learner, c))
 }
 
 /// The trained learner of a finished (or partly trained) run, from its newest checkpoint.
