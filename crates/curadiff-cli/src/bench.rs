@@ -57,3 +57,35 @@ pub fn speed(name: &str, steps: u64) -> Result<()> {
 fn rayon_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// Runs a grid file into `out` and writes its report.
+pub fn grid(file: &std::path::Path, out: &std::path::Path) -> Result<()> {
+    let g = curadiff::bench::grid::Grid::load(file)?;
+    let cells = g.arms.len() * g.seeds.len();
+    eprintln!(
+        "grid {}: {} arms × {} seeds = {cells} cells",
+        file.display(),
+        g.arms.len(),
+        g.seeds.len()
+    );
+    let t = Instant::now();
+    let (ran, skipped, failed) =
+        curadiff::bench::grid::run_grid(&g, out, &mut |m| eprintln!("{m}"))?;
+    let arms: Vec<String> = g.arms.iter().map(|a| a.name.clone()).collect();
+    curadiff::bench::report::write_report(out, &arms)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "cells": cells, "ran": ran, "skipped": skipped, "failed": failed,
+            "seconds": t.elapsed().as_secs_f64(),
+            "report": out.join("report.md"),
+        })
+    );
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {cells} cells failed; see {}",
+            out.join("report.md").display()
+        );
+    }
+    Ok(())
+}

@@ -101,11 +101,18 @@ enum Command {
         #[arg(long = "guide-set", value_name = "KEY=VALUE")]
         guide_sets: Vec<String>,
     },
-    /// Benchmarks: `--speed PRESET` times training steps split into data and model.
+    /// Benchmarks: `--speed PRESET` times training steps split into data and model;
+    /// `--grid FILE.toml --out DIR` runs an equal-budget grid of arms × seeds (resumable).
     Bench {
         /// Preset to time.
+        #[arg(long, conflicts_with = "grid")]
+        speed: Option<String>,
+        /// Grid file (arms × seeds × budgets).
+        #[arg(long, requires = "out")]
+        grid: Option<PathBuf>,
+        /// Output folder of the grid: results.jsonl, report.md, plots.
         #[arg(long)]
-        speed: String,
+        out: Option<PathBuf>,
         /// Training steps to time (after 3 warm-up steps).
         #[arg(long, default_value_t = 64)]
         steps: u64,
@@ -311,7 +318,18 @@ fn execute(cli: Cli) -> Result<()> {
                 println!("{}", seeds_table(&seeds, &all));
             }
         }
-        Command::Bench { speed, steps } => bench::speed(&speed, steps)?,
+        Command::Bench {
+            speed,
+            grid,
+            out,
+            steps,
+        } => match (speed, grid, out) {
+            (Some(p), _, _) => bench::speed(&p, steps)?,
+            (None, Some(g), Some(o)) => bench::grid(&g, &o)?,
+            _ => anyhow::bail!(curadiff::Error::Config(
+                "bench needs --speed PRESET or --grid FILE.toml --out DIR".into()
+            )),
+        },
         Command::Presets => {
             for p in PRESETS {
                 println!("{:<12} {}", p.name, p.about);

@@ -491,3 +491,79 @@ fn online_selection_accounts_for_scored_and_trained_images() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("select.reference"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_grid_of_two_tiny_cells_runs_end_to_end_and_resumes() {
+    let t = TempDir::new("grid");
+    let grid = t.join("grid.toml");
+    std::fs::write(
+        &grid,
+        r#"
+seeds = [0]
+guidance = 3.0
+samples = 2000
+eval_samples = 500
+set = ["model.width=16", "train.batch=256", "train.duration_nimg=10240"]
+[guide]
+preset = "toy-guide"
+set = ["model.width=8", "train.duration_nimg=2560"]
+[budgets]
+nimg = [1024, 2048]
+[[arm]]
+name = "full"
+[[arm]]
+name = "ajest"
+set = ["select.method=jest", "select.filter_ratio=0.75", "select.chunks=4", "select.reference={guide}"]
+"#,
+    )
+    .unwrap();
+    let out = t.join("out");
+    let o = run(&[
+        "bench",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["ran"].as_u64(), v["failed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Two nimg snapshots plus the end, per cell.
+    assert_eq!(lines.len(), 6);
+    let ajest_end = lines
+        .iter()
+        .find(|l| l["arm"] == "ajest" && l["kind"] == "final")
+        .unwrap();
+    assert_eq!(ajest_end["nimg"], 40 * 64);
+    assert_eq!(ajest_end["nimg_scored"], 40 * 256);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| full |") && report.contains("| ajest |"),
+        "{report}"
+    );
+    assert_eq!(
+        &std::fs::read(out.join("mandala-vs-nimg.png")).unwrap()[1..4],
+        b"PNG"
+    );
+    // A second run skips both finished cells.
+    let o = run(&[
+        "bench",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["ran"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(2))
+    );
+}

@@ -388,6 +388,20 @@ pub fn load_snapshot(dir: &Path, label: &str) -> Result<(RunConfig, ToyLearner, 
     Ok((cfg, learner, c))
 }
 
+/// The learner of run `dir` at its newest checkpoint, with the counters there.
+pub fn load_snapshot_latest(dir: &Path) -> Result<(RunConfig, ToyLearner, Counters)> {
+    let run = RunDir::new(dir);
+    let cfg = run.read_config()?;
+    let mut learner = ToyLearner::new(&cfg, &crate::device::training());
+    let Some((c, _)) = resume(&run, &mut learner)? else {
+        return Err(Error::Config(format!(
+            "{} has no checkpoint yet",
+            dir.display()
+        )));
+    };
+    Ok((cfg, learner, c))
+}
+
 /// The trained learner of a finished (or partly trained) run, from its newest checkpoint.
 pub fn load_learner(dir: &Path) -> Result<(RunConfig, ToyLearner, u64)> {
     let run = RunDir::new(dir);

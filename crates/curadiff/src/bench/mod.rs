@@ -1,0 +1,5 @@
+//! Equal-budget comparisons: a grid of arms × seeds, each trained with weight snapshots at
+//! fixed budget points (images trained, seconds), evaluated unguided and autoguided, and
+//! summarised as a report with plots.
+pub mod grid;
+pub mod report;

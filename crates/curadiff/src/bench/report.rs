@@ -1,0 +1,197 @@
+//! `report.md` and plots from a grid's `results.jsonl`: mean ± std over seeds of each arm at
+//! each budget point (equal images trained, equal seconds, and at the end), unguided and
+//! autoguided, plus the time per step by phase.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::grid::{PointResult, ResultLine};
+use crate::error::{Error, Result};
+use crate::plot::lines::{line_plot, Series, COLORS};
+use crate::toyjob::mean_std;
+
+/// A failed cell: arm, seed, error.
+pub type FailedCell = (String, u64, String);
+
+/// Reads `results.jsonl`: the evaluated points and the failed cells.
+pub fn read_results(path: &Path) -> Result<(Vec<PointResult>, Vec<FailedCell>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut points = Vec::new();
+    let mut failed = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match serde_json::from_str::<ResultLine>(line) {
+            Ok(ResultLine::Point(p)) => points.push(*p),
+            Ok(ResultLine::Failed { arm, seed, error }) => failed.push((arm, seed, error)),
+            Err(e) => {
+                return Err(Error::BadFile {
+                    path: path.to_path_buf(),
+                    why: format!("line {}: {e}", i + 1),
+                })
+            }
+        }
+    }
+    Ok((points, failed))
+}
+
+type Metric = (&'static str, fn(&PointResult) -> f64);
+
+const METRICS: [Metric; 4] = [
+    ("mandala", |p| p.unguided.mandala),
+    ("classification", |p| p.unguided.classification),
+    ("guided mandala", |p| p.guided.mandala),
+    ("guided classification", |p| p.guided.classification),
+];
+
+/// Writes `report.md` and the plots into `out`.
+pub fn write_report(out: &Path, arms: &[String]) -> Result<()> {
+    let (points, failed) = read_results(&out.join("results.jsonl"))?;
+    let mut md = String::from("# Grid report\n\nmean ± std over seeds; EMA weights; guided = autoguidance with the seed's guide.\n");
+    for (kind, title) in [
+        ("nimg", "At equal images trained"),
+        ("seconds", "At equal seconds (selection overhead counted)"),
+        ("final", "At the end of training"),
+    ] {
+        let rows: Vec<&PointResult> = points.iter().filter(|p| p.kind == kind).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "\n## {title}\n\n| arm | point | seeds | {} |\n|---|---:|---:|{}",
+            METRICS.map(|m| m.0).join(" | "),
+            "---:|".repeat(METRICS.len())
+        );
+        let mut groups: BTreeMap<(usize, i64), Vec<&PointResult>> = BTreeMap::new();
+        for p in &rows {
+            let ai = arms.iter().position(|a| *a == p.arm).unwrap_or(usize::MAX);
+            let key = if kind == "final" {
+                0
+            } else {
+                (p.point * 1000.0).round() as i64
+            };
+            groups.entry((ai, key)).or_default().push(p);
+        }
+        for ((ai, key), g) in &groups {
+            let name = arms.get(*ai).cloned().unwrap_or_else(|| g[0].arm.clone());
+            let point = if kind == "final" {
+                "end".to_string()
+            } else {
+                format!("{}", *key as f64 / 1000.0)
+            };
+            let cells: Vec<String> = METRICS
+                .iter()
+                .map(|(_, f)| {
+                    let v: Vec<f64> = g.iter().map(|p| f(p)).collect();
+                    let (m, s) = mean_std(&v);
+                    format!("{m:.3} ± {s:.3}")
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {name} | {point} | {} | {} |",
+                g.len(),
+                cells.join(" | ")
+            );
+        }
+        if kind != "final" {
+            for (mname, f) in [METRICS[0], METRICS[2]] {
+                let series: Vec<Series> = arms
+                    .iter()
+                    .map(|a| {
+                        let mut by_point: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+                        for p in rows.iter().filter(|p| &p.arm == a) {
+                            by_point
+                                .entry((p.point * 1000.0).round() as i64)
+                                .or_default()
+                                .push(f(p));
+                        }
+                        Series {
+                            name: a.clone(),
+                            points: by_point
+                                .into_iter()
+                                .map(|(k, v)| {
+                                    let (m, s) = mean_std(&v);
+                                    (k as f64 / 1000.0, m, s)
+                                })
+                                .collect(),
+                        }
+                    })
+                    .filter(|s| !s.points.is_empty())
+                    .collect();
+                let stem = out.join(format!("{}-vs-{kind}", mname.replace(' ', "-")));
+                let xl = if kind == "nimg" {
+                    "images trained"
+                } else {
+                    "seconds"
+                };
+                line_plot(&series, &format!("{mname} vs {xl}"), xl, mname, &stem)?;
+                let file = stem
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let _ = writeln!(md, "\n![{mname} vs {xl}]({file}.png) ([svg]({file}.svg))");
+            }
+        }
+    }
+    // Time per step by phase, from the final points.
+    let _ = writeln!(md, "\n## Time per step (ms, mean over seeds)\n\n| arm | steps | data | score | select | train | total | nimg trained | nimg scored |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for a in arms {
+        let fin: Vec<&PointResult> = points
+            .iter()
+            .filter(|p| p.kind == "final" && &p.arm == a)
+            .collect();
+        if fin.is_empty() {
+            continue;
+        }
+        let per = |k: &str| {
+            let v: Vec<f64> = fin
+                .iter()
+                .map(|p| 1e3 * p.seconds.get(k).copied().unwrap_or(0.0) / p.step.max(1) as f64)
+                .collect();
+            mean_std(&v).0
+        };
+        let total: Vec<f64> = fin
+            .iter()
+            .map(|p| 1e3 * p.seconds.values().sum::<f64>() / p.step.max(1) as f64)
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {a} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            fin[0].step,
+            per("data"),
+            per("score"),
+            per("select"),
+            per("train"),
+            mean_std(&total).0,
+            fin[0].nimg,
+            fin[0].nimg_scored
+        );
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(md, "\n## Failed cells\n");
+        for (a, s, e) in &failed {
+            let _ = writeln!(md, "- {a} seed {s}: {e}");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nColours in the PNG plots, in arm order: {}.",
+        arms.iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let c = COLORS[i % COLORS.len()];
+                format!("{a} rgb({},{},{})", c[0], c[1], c[2])
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    crate::fsutil::write_atomic(&out.join("report.md"), md.as_bytes())
+}
