@@ -80,8 +80,8 @@ enum Command {
         #[command(subcommand)]
         what: EvalWhat,
     },
-    /// The main job: train `toy` and `toy-guide`, sample unguided and autoguided (w = 3),
-    /// print exact metrics side by side and write plots.
+    /// The main job: train `toy` (or --main-preset) and `toy-guide`, sample unguided and
+    /// autoguided (w = 3), print exact metrics side by side and write plots.
     Demo {
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
@@ -100,6 +100,12 @@ enum Command {
         /// Overrides for the guide run only.
         #[arg(long = "guide-set", value_name = "KEY=VALUE")]
         guide_sets: Vec<String>,
+        /// Preset of the main model.
+        #[arg(long, default_value = "toy")]
+        main_preset: String,
+        /// Preset of the guide.
+        #[arg(long, default_value = "toy-guide")]
+        guide_preset: String,
     },
     /// Benchmarks: `--speed PRESET` times training steps split into data and model;
     /// `--grid FILE.toml --out DIR` runs an equal-budget grid of arms × seeds (resumable).
@@ -292,6 +298,8 @@ fn execute(cli: Cli) -> Result<()> {
             guidance,
             sets,
             guide_sets,
+            main_preset,
+            guide_preset,
         } => {
             let mut all = Vec::new();
             for &seed in &seeds {
@@ -308,6 +316,8 @@ fn execute(cli: Cli) -> Result<()> {
                     guidance,
                     sets: sets.clone(),
                     guide_sets: guide_sets.clone(),
+                    main_preset: main_preset.clone(),
+                    guide_preset: guide_preset.clone(),
                 };
                 let cols = toyjob::demo(&cfg, &mut Bar { bar: None })?;
                 println!("seed {seed}\n{}", demo_table(&cols));

@@ -161,12 +161,18 @@ pub struct DemoConfig {
     pub sets: Vec<String>,
     /// Extra overrides for the guide run only (applied after `sets`).
     pub guide_sets: Vec<String>,
+    /// Presets of the main model and the guide.
+    pub main_preset: String,
+    pub guide_preset: String,
 }
 
-/// Trains `toy` and `toy-guide` (resuming if already there), samples unguided and
+/// Trains the main preset and the guide preset (resuming if already there), samples unguided and
 /// autoguided, scores both and writes `metrics.json` and the plots into `out`.
 pub fn demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<Vec<Column>> {
-    let runs = [("main", "toy"), ("guide", "toy-guide")];
+    let runs = [
+        ("main", cfg.main_preset.as_str()),
+        ("guide", cfg.guide_preset.as_str()),
+    ];
     for (dir, name) in runs {
         let mut c = preset(name)?.with_overrides(&cfg.sets)?;
         if dir == "guide" {
