@@ -141,8 +141,10 @@ pub fn write_report(out: &Path, arms: &[String]) -> Result<()> {
             }
         }
     }
-    // Time per step by phase, from the final points.
-    let _ = writeln!(md, "\n## Time per step (ms, mean over seeds)\n\n| arm | steps | data | score | select | train | total | nimg trained | nimg scored |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // Time per step by phase, from the final points. The selection overhead is what scoring
+    // and selecting add to a step; its lower bound is the extra forward passes alone (the
+    // `score` phase), so the ratio shows what the selection algorithm itself costs on top.
+    let _ = writeln!(md, "\n## Time per step (ms, mean over seeds)\n\n| arm | steps | data | score | select | train | total | overhead (score + select) | overhead / forward passes | nimg trained | nimg scored |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for a in arms {
         let fin: Vec<&PointResult> = points
             .iter()
@@ -162,18 +164,13 @@ pub fn write_report(out: &Path, arms: &[String]) -> Result<()> {
             .iter()
             .map(|p| 1e3 * p.seconds.values().sum::<f64>() / p.step.max(1) as f64)
             .collect();
-        let _ = writeln!(
-            md,
-            "| {a} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
-            fin[0].step,
-            per("data"),
-            per("score"),
-            per("select"),
-            per("train"),
-            mean_std(&total).0,
-            fin[0].nimg,
-            fin[0].nimg_scored
-        );
+        let (score, select) = (per("score"), per("select"));
+        let ratio = if score > 0.0 {
+            format!("{:.2}", (score + select) / score)
+        } else {
+            "—".into()
+        };
+        let _ = writeln!(md, "| {a} | {} | {:.2} | {score:.2} | {select:.2} | {:.2} | {:.2} | {:.2} | {ratio} | {} | {} |", fin[0].step, per("data"), per("train"), mean_std(&total).0, score + select, fin[0].nimg, fin[0].nimg_scored);
     }
     if !failed.is_empty() {
         let _ = writeln!(md, "\n## Failed cells\n");

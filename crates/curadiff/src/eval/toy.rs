@@ -210,35 +210,13 @@ pub fn ode_l2(
     n: usize,
     seed: u64,
 ) -> Result<f64> {
-    let sigmas = edm_sigmas(
-        sampler.steps,
-        sampler.sigma_min,
-        sampler.sigma_max,
-        sampler.rho,
-    );
-    let start = |i: u64| -> Vec<f64> {
-        mixture
-            .sample(
-                &mut Rng::new(seed, Stream::Eval, 1000 + i),
-                sampler.sigma_max,
-            )
-            .to_vec()
-    };
-    let device = crate::device::inference();
-    let a = sample_batched(den, &start, 2, n, &sigmas, 4096, &device)?;
-    let b = sample_batched(
-        &ExactDenoiser(mixture),
-        &start,
-        2,
-        n,
-        &sigmas,
-        4096,
-        &device,
-    )?;
+    let from = (Stream::Eval, 1000, 4096);
+    let a = integrate(den, mixture, sampler, n, seed, from)?;
+    let b = integrate(&ExactDenoiser(mixture), mixture, sampler, n, seed, from)?;
     let d: f64 = a
-        .chunks(2)
-        .zip(b.chunks(2))
-        .map(|(p, q)| (((p[0] - q[0]) as f64).powi(2) + ((p[1] - q[1]) as f64).powi(2)).sqrt())
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt())
         .sum();
     Ok(d / n as f64)
 }
@@ -252,6 +230,19 @@ pub fn sample_toy(
     n: usize,
     seed: u64,
 ) -> Result<Vec<[f64; 2]>> {
+    integrate(den, mixture, sampler, n, seed, (Stream::Sample, 0, 16384))
+}
+
+/// Heun ODE from x_T ~ p(x; σ_max), point `i` starting from the `(seed, stream, offset + i)`
+/// stream, integrated in chunks of `chunk` points.
+fn integrate(
+    den: &dyn Denoiser<2>,
+    mixture: &Mixture,
+    sampler: &SamplerConfig,
+    n: usize,
+    seed: u64,
+    (stream, offset, chunk): (Stream, u64, usize),
+) -> Result<Vec<[f64; 2]>> {
     let sigmas = edm_sigmas(
         sampler.steps,
         sampler.sigma_min,
@@ -260,7 +251,7 @@ pub fn sample_toy(
     );
     let start = |i: u64| -> Vec<f64> {
         mixture
-            .sample(&mut Rng::new(seed, Stream::Sample, i), sampler.sigma_max)
+            .sample(&mut Rng::new(seed, stream, offset + i), sampler.sigma_max)
             .to_vec()
     };
     let v = sample_batched(
@@ -269,7 +260,7 @@ pub fn sample_toy(
         2,
         n,
         &sigmas,
-        16384,
+        chunk,
         &crate::device::inference(),
     )?;
     Ok(v.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect())

@@ -69,33 +69,7 @@ impl FusedLearner {
     }
 
     fn inputs(&self, batch: &Batch) -> Inputs {
-        let sd = self.sigma_data;
-        let mut features = Vec::with_capacity(4 * batch.len());
-        for (x, &s) in batch.x.chunks(2).zip(&batch.sigma) {
-            let p = Precond::new(s, sd);
-            features.extend([
-                (p.c_in * x[0]) as f32,
-                (p.c_in * x[1]) as f32,
-                p.c_noise as f32,
-                1.0,
-            ]);
-        }
-        let to_x0: Vec<f32> = batch
-            .sigma
-            .iter()
-            .map(|&s| Space::F.to_x0(s, sd) as f32)
-            .collect();
-        let weight = batch
-            .sigma
-            .iter()
-            .map(|&s| (self.weighting.lambda(s, sd) * Space::F.to_x0(s, sd)) as f32)
-            .collect();
-        Inputs {
-            features,
-            target: f_target(&batch.x, &batch.target, &batch.sigma, sd),
-            weight,
-            to_x0,
-        }
+        inputs(batch, self.weighting, self.sigma_data)
     }
 
     pub fn losses(&self, batch: &Batch) -> Result<Losses> {

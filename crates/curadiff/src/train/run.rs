@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::batch::{redraw_noise, toy_batch};
+use super::batch::{redraw_noise, toy_batch, Batch};
 use super::checkpoint::{self, CheckpointMeta};
 use super::config::RunConfig;
 use super::learner::ToyLearner;
@@ -250,21 +250,25 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
                 Some(sel.choose(&learner, &b, &mut redraw, cfg.seed, step, &mut c)?)
             }
         };
-        let (sub, scored) = match &choice {
+        let subset;
+        let (sub, scored): (&Batch, bool) = match &choice {
             Some(Choice {
                 indices: Some(idx),
                 scored,
                 ..
-            }) => (b.subset(idx), *scored),
-            Some(Choice { scored, .. }) => (b.clone(), *scored),
-            None => (b.clone(), false),
+            }) => {
+                subset = b.subset(idx);
+                (&subset, *scored)
+            }
+            Some(Choice { scored, .. }) => (&b, *scored),
+            None => (&b, false),
         };
 
         // Step: forward, backward, Adam, forced weight normalisation; then the EMA.
         let t = Instant::now();
         let position = c.step * batch;
         let lr = cfg.train.lr.at(position as f64);
-        let losses = learner.step(&sub, lr)?;
+        let losses = learner.step(sub, lr)?;
         let mean = losses.mean();
         if !mean.is_finite() {
             return Err(Error::NonFiniteLoss {
@@ -391,20 +395,6 @@ pub fn load_snapshot(dir: &Path, label: &str) -> Result<(RunConfig, ToyLearner, 
 /// The learner of run `dir` at its newest checkpoint, with the counters there.
 pub fn load_snapshot_latest(dir: &Path) -> Result<(RunConfig, ToyLearner, Counters)> {
     let run = RunDir::new(dir);
-    let cfg = run.read_config()?;
-    let mut learner = ToyLearner::new(&cfg, &crate::device::training());
-    let Some((c, _)) = resume(&run, &mut learner)? else {
-        return Err(Error::Config(format!(
-            "{} has no checkpoint yet",
-            dir.display()
-        )));
-    };
-    Ok((cfg, learner, c))
-}
-
-/// The trained learner of a finished (or partly trained) run, from its newest checkpoint.
-pub fn load_learner(dir: &Path) -> Result<(RunConfig, ToyLearner, u64)> {
-    let run = RunDir::new(dir);
     if !run.config().exists() {
         return Err(Error::Config(format!(
             "{} is not a run directory (no config.toml); train one with `curadiff train --out {}`",
@@ -420,5 +410,11 @@ pub fn load_learner(dir: &Path) -> Result<(RunConfig, ToyLearner, u64)> {
             dir.display()
         )));
     };
+    Ok((cfg, learner, c))
+}
+
+/// The trained learner of a finished (or partly trained) run, from its newest checkpoint.
+pub fn load_learner(dir: &Path) -> Result<(RunConfig, ToyLearner, u64)> {
+    let (cfg, learner, c) = load_snapshot_latest(dir)?;
     Ok((cfg, learner, c.step))
 }
