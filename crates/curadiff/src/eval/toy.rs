@@ -98,12 +98,16 @@ pub fn mmd_rbf(a: &[[f64; 2]], b: &[[f64; 2]], h: f64) -> f64 {
                     .map(|j| k(&s[i], &s[j]))
                     .sum::<f64>()
             })
-            .sum();
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum(); // per-row sums in order, added serially: thread-count independent
         sum / (n * (n - 1.0))
     };
     let cross: f64 = a
         .par_iter()
         .map(|p| b.iter().map(|q| k(p, q)).sum::<f64>())
+        .collect::<Vec<f64>>()
+        .iter()
         .sum::<f64>()
         / (a.len() * b.len()) as f64;
     within(a) + within(b) - 2.0 * cross
