@@ -72,7 +72,7 @@ pub fn grid(file: &std::path::Path, out: &std::path::Path) -> Result<()> {
     let (ran, skipped, failed) =
         curadiff::bench::grid::run_grid(&g, out, &mut |m| eprintln!("{m}"))?;
     let arms: Vec<String> = g.arms.iter().map(|a| a.name.clone()).collect();
-    curadiff::bench::report::write_report(out, &arms)?;
+    curadiff::bench::report::write_report(out, &arms, &g.targets)?;
     println!(
         "{}",
         serde_json::json!({

@@ -100,7 +100,7 @@ impl Models {
     /// Exact loss (of the main model) and ODE-L2 (of the guided denoiser if guided).
     pub fn model_metrics(&self, seed: u64) -> Result<ModelMetrics> {
         let m = self.mixture();
-        let noise = self.config.diffusion.noise();
+        let noise = self.config.diffusion.lognormal();
         let n = 16_384;
         Ok(ModelMetrics {
             loss: toy::exact_loss(self.main.as_ref(), &m, &noise, n, seed)?,

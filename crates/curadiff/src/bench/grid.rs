@@ -76,6 +76,21 @@ pub struct Grid {
     pub budgets: Budgets,
     #[serde(rename = "arm")]
     pub arms: Vec<Arm>,
+    /// Target qualities: the report gives the images and seconds each arm needs to reach them.
+    #[serde(default)]
+    pub targets: Targets,
+}
+
+/// Quality targets of a grid (unguided, EMA weights).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// Exact score-matching loss at or below this (the toy's log-normal σ distribution).
+    pub exact_loss: Option<f64>,
+    /// Classification score at or above this.
+    pub classification: Option<f64>,
+    /// The arm the speed-ups are relative to (default: the first arm).
+    pub baseline: Option<String>,
 }
 
 fn default_sample_seed() -> u64 {
@@ -138,6 +153,10 @@ pub struct PointResult {
     pub seconds: std::collections::BTreeMap<String, f64>,
     pub unguided: SampleMetrics,
     pub guided: SampleMetrics,
+    /// Exact score-matching loss of the EMA model under the fixed log-normal σ
+    /// distribution (the same for every noise schedule, so arms compare).
+    #[serde(default)]
+    pub exact_loss: Option<f64>,
 }
 
 /// A line of `results.jsonl`: a result, or a failed cell.
@@ -275,6 +294,13 @@ fn run_cell(
             weight: grid.guidance,
         };
         let guided = sample_toy(&guided_den, &mixture, &cfg.sampler, n, grid.sample_seed)?;
+        let exact_loss = crate::eval::toy::exact_loss(
+            main.as_ref(),
+            &mixture,
+            &cfg.diffusion.lognormal(),
+            16_384,
+            grid.sample_seed,
+        )?;
         points.push(PointResult {
             arm: arm.name.clone(),
             seed,
@@ -290,6 +316,7 @@ fn run_cell(
             seconds: c.seconds,
             unguided: sample_metrics(&mixture, &unguided, grid.sample_seed)?,
             guided: sample_metrics(&mixture, &guided, grid.sample_seed)?,
+            exact_loss: Some(exact_loss),
         });
         Ok(())
     };

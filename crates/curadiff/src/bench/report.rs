@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::grid::{PointResult, ResultLine};
+use super::grid::{PointResult, ResultLine, Targets};
 use crate::error::{Error, Result};
 use crate::plot::lines::{line_plot, Series, COLORS};
 use crate::toyjob::mean_std;
@@ -43,17 +43,132 @@ pub fn read_results(path: &Path) -> Result<(Vec<PointResult>, Vec<FailedCell>)> 
 
 type Metric = (&'static str, fn(&PointResult) -> f64);
 
-const METRICS: [Metric; 4] = [
+const METRICS: [Metric; 5] = [
+    ("exact loss", |p| p.exact_loss.unwrap_or(f64::NAN)),
     ("mandala", |p| p.unguided.mandala),
     ("classification", |p| p.unguided.classification),
     ("guided mandala", |p| p.guided.mandala),
     ("guided classification", |p| p.guided.classification),
 ];
 
+/// The value of `f` where the points of one cell (ordered by x) first reach `ok`, linearly
+/// interpolated in log x between the last miss and the first hit on the metric.
+pub fn first_reach(pts: &[(f64, f64)], target: f64, higher_is_better: bool) -> Option<f64> {
+    let ok = |v: f64| {
+        if higher_is_better {
+            v >= target
+        } else {
+            v <= target
+        }
+    };
+    let i = pts.iter().position(|&(_, v)| ok(v))?;
+    if i == 0 {
+        return Some(pts[0].0);
+    }
+    let ((x0, v0), (x1, v1)) = (pts[i - 1], pts[i]);
+    let t = if v1 != v0 {
+        ((target - v0) / (v1 - v0)).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    Some((x0.ln() + t * (x1.ln() - x0.ln())).exp())
+}
+
+/// The "to reach the target" section: per arm, images trained and seconds needed to reach
+/// each target (mean ± std over the seeds that reached it), and the speed-up over the
+/// baseline arm (ratio of the means).
+fn to_target(points: &[PointResult], arms: &[String], targets: &Targets) -> String {
+    type Get = fn(&PointResult) -> f64;
+    let mut list: Vec<(&str, f64, bool, Get)> = Vec::new();
+    if let Some(t) = targets.exact_loss {
+        list.push(("exact loss ≤", t, false, |p| {
+            p.exact_loss.unwrap_or(f64::NAN)
+        }));
+    }
+    if let Some(t) = targets.classification {
+        list.push(("classification ≥", t, true, |p| p.unguided.classification));
+    }
+    if list.is_empty() {
+        return String::new();
+    }
+    let baseline = targets
+        .baseline
+        .clone()
+        .or_else(|| arms.first().cloned())
+        .unwrap_or_default();
+    let mut md = format!("\n## To reach the target (speed-up relative to {baseline})\n\nInterpolated in log scale between the last budget point that misses the target and the first that reaches it; the end of training counts as a point. Seeds that never reach it are counted in the last column.\n\n| target | arm | images trained | speed-up (images) | seconds | speed-up (seconds) | seeds reaching |\n|---|---|---:|---:|---:|---:|---:|\n");
+    for (label, target, higher, get) in list {
+        let mut rows = Vec::new();
+        for a in arms {
+            let seeds: std::collections::BTreeSet<u64> = points
+                .iter()
+                .filter(|p| &p.arm == a)
+                .map(|p| p.seed)
+                .collect();
+            let (mut imgs, mut secs) = (Vec::new(), Vec::new());
+            for &seed in &seeds {
+                let cell: Vec<&PointResult> = points
+                    .iter()
+                    .filter(|p| &p.arm == a && p.seed == seed)
+                    .collect();
+                let series = |x: &dyn Fn(&PointResult) -> f64, kind: &str| {
+                    let mut v: Vec<(f64, f64)> = cell
+                        .iter()
+                        .filter(|p| p.kind == kind || p.kind == "final")
+                        .map(|p| (x(p), get(p)))
+                        .filter(|(x, _)| *x > 0.0)
+                        .collect();
+                    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    v
+                };
+                if let Some(n) = first_reach(&series(&|p| p.nimg as f64, "nimg"), target, higher) {
+                    imgs.push(n);
+                }
+                let total = |p: &PointResult| p.seconds.values().sum::<f64>();
+                if let Some(s) = first_reach(&series(&total, "seconds"), target, higher) {
+                    secs.push(s);
+                }
+            }
+            rows.push((a.clone(), imgs, secs, seeds.len()));
+        }
+        let base = rows
+            .iter()
+            .find(|r| r.0 == baseline)
+            .map(|r| (mean_std(&r.1).0, mean_std(&r.2).0, r.1.len(), r.2.len()));
+        for (a, imgs, secs, n) in &rows {
+            let (mi, si) = mean_std(imgs);
+            let (ms, ss) = mean_std(secs);
+            let speed = |b: Option<f64>, m: f64, has: bool| match b {
+                Some(b) if has && b > 0.0 && m > 0.0 => format!("{:.2}×", b / m),
+                _ => "—".into(),
+            };
+            let fmt = |v: &[f64], m: f64, s: f64, prec: usize| {
+                if v.is_empty() {
+                    "not reached".to_string()
+                } else {
+                    format!("{m:.prec$} ± {s:.prec$}")
+                }
+            };
+            let _ = writeln!(
+                md,
+                "| {label} {target} | {a} | {} | {} | {} | {} | {}/{n} (images), {}/{n} (seconds) |",
+                fmt(imgs, mi, si, 0),
+                speed(base.filter(|b| b.2 > 0).map(|b| b.0), mi, !imgs.is_empty()),
+                fmt(secs, ms, ss, 1),
+                speed(base.filter(|b| b.3 > 0).map(|b| b.1), ms, !secs.is_empty()),
+                imgs.len(),
+                secs.len(),
+            );
+        }
+    }
+    md
+}
+
 /// Writes `report.md` and the plots into `out`.
-pub fn write_report(out: &Path, arms: &[String]) -> Result<()> {
+pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()> {
     let (points, failed) = read_results(&out.join("results.jsonl"))?;
-    let mut md = String::from("# Grid report\n\nmean ± std over seeds; EMA weights; guided = autoguidance with the seed's guide.\n");
+    let mut md = String::from("# Grid report\n\nmean ± std over seeds; EMA weights; guided = autoguidance with the seed's guide; exact loss = exact score-matching loss under the log-normal σ distribution (16,384 samples).\n");
+    md.push_str(&to_target(&points, arms, targets));
     for (kind, title) in [
         ("nimg", "At equal images trained"),
         ("seconds", "At equal seconds (selection overhead counted)"),
@@ -91,7 +206,13 @@ pub fn write_report(out: &Path, arms: &[String]) -> Result<()> {
                 .map(|(_, f)| {
                     let v: Vec<f64> = g.iter().map(|p| f(p)).collect();
                     let (m, s) = mean_std(&v);
-                    format!("{m:.3} ± {s:.3}")
+                    if m.is_nan() {
+                        "—".to_string()
+                    } else if m.abs() < 0.1 {
+                        format!("{m:.4} ± {s:.4}")
+                    } else {
+                        format!("{m:.3} ± {s:.3}")
+                    }
                 })
                 .collect();
             let _ = writeln!(
@@ -102,7 +223,7 @@ pub fn write_report(out: &Path, arms: &[String]) -> Result<()> {
             );
         }
         if kind != "final" {
-            for (mname, f) in [METRICS[0], METRICS[2]] {
+            for (mname, f) in [METRICS[1], METRICS[3], METRICS[0]] {
                 let series: Vec<Series> = arms
                     .iter()
                     .map(|a| {

@@ -1,5 +1,8 @@
-//! Data sources: the analytic 2-D tree toy and array files.
+//! Data sources: the analytic 2-D tree toy, array files, and labelled image sets (IDX
+//! Fashion-MNIST, PNG folders, `.npy`).
 pub mod fastmath;
+pub mod idx;
+pub mod images;
 pub mod mt19937;
 pub mod npy;
 pub mod toy2d;

@@ -159,6 +159,114 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     crate::fsutil::write_atomic(path, &out)
 }
 
+/// Reads a uint8 array.
+pub fn read_u8(path: &Path) -> Result<Array<u8>> {
+    read_as::<u8, 1>(path, &["|u1", "<u1"], |b| b[0])
+}
+
+/// Reads an int32 array.
+pub fn read_i32(path: &Path) -> Result<Array<i32>> {
+    read_as::<i32, 4>(path, &["<i4"], i32::from_le_bytes)
+}
+
+/// Reads an int64 array.
+pub fn read_i64(path: &Path) -> Result<Array<i64>> {
+    read_as::<i64, 8>(path, &["<i8"], i64::from_le_bytes)
+}
+
+/// An array whose element type is whatever the file holds, for inputs that accept several.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyArray {
+    F64(Array<f64>),
+    F32(Array<f32>),
+    U8(Array<u8>),
+    I32(Array<i32>),
+    I64(Array<i64>),
+}
+
+impl AnyArray {
+    /// The array's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            AnyArray::F64(a) => &a.shape,
+            AnyArray::F32(a) => &a.shape,
+            AnyArray::U8(a) => &a.shape,
+            AnyArray::I32(a) => &a.shape,
+            AnyArray::I64(a) => &a.shape,
+        }
+    }
+
+    /// The NumPy name of the element type (`float32`, `uint8`, ...), for messages.
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            AnyArray::F64(_) => "float64",
+            AnyArray::F32(_) => "float32",
+            AnyArray::U8(_) => "uint8",
+            AnyArray::I32(_) => "int32",
+            AnyArray::I64(_) => "int64",
+        }
+    }
+}
+
+/// Converts the data part of a file whose header has already been parsed.
+fn decode<T, const W: usize>(
+    path: &Path,
+    shape: Vec<usize>,
+    body: &[u8],
+    conv: fn([u8; W]) -> T,
+) -> Result<Array<T>> {
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad(path, format!("shape {shape:?} overflows")))?;
+    if Some(body.len()) != count.checked_mul(W) {
+        return Err(bad(
+            path,
+            format!(
+                "holds {} bytes of data, shape {shape:?} needs {} (truncated or corrupt)",
+                body.len(),
+                count.saturating_mul(W)
+            ),
+        ));
+    }
+    let data = body
+        .chunks_exact(W)
+        .map(|c| {
+            let mut a = [0u8; W];
+            a.copy_from_slice(c);
+            conv(a)
+        })
+        .collect();
+    Ok(Array { shape, data })
+}
+
+/// Reads an array of any of the supported little-endian types (float64, float32, uint8,
+/// int32, int64), reading the file once.
+pub fn read_any(path: &Path) -> Result<AnyArray> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let (descr, shape, off) = header(path, &bytes)?;
+    let body = &bytes[off..];
+    Ok(match descr.as_str() {
+        "<f8" => AnyArray::F64(decode(path, shape, body, f64::from_le_bytes)?),
+        "<f4" => AnyArray::F32(decode(path, shape, body, f32::from_le_bytes)?),
+        "|u1" | "<u1" => AnyArray::U8(decode::<u8, 1>(path, shape, body, |b| b[0])?),
+        "<i4" => AnyArray::I32(decode(path, shape, body, i32::from_le_bytes)?),
+        "<i8" => AnyArray::I64(decode(path, shape, body, i64::from_le_bytes)?),
+        other => {
+            return Err(bad(
+                path,
+                format!(
+                    "dtype '{other}' is not supported; expected float64 ('<f8'), float32 \
+                     ('<f4'), uint8 ('|u1'), int32 ('<i4') or int64 ('<i8'), little-endian"
+                ),
+            ))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +290,51 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
         let e = read_f32(&p).unwrap_err().to_string();
         assert!(e.contains("truncated"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    /// A `.npy` file written by hand with any dtype string.
+    fn hand_npy(path: &Path, descr: &str, shape: &str, body: &[u8]) {
+        let mut head =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + head.len() + 1) % 64 != 0 {
+            head.push(' ');
+        }
+        head.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(head.len() as u16).to_le_bytes());
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(body);
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn integer_and_any_dtype_readers() {
+        let dir = std::env::temp_dir().join(format!("curadiff-npy-any-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.npy");
+        hand_npy(&p, "|u1", "(2, 2)", &[0, 7, 255, 1]);
+        assert_eq!(read_u8(&p).unwrap().data, [0, 7, 255, 1]);
+        let any = read_any(&p).unwrap();
+        assert_eq!((any.dtype(), any.shape()), ("uint8", &[2usize, 2][..]));
+        let b: Vec<u8> = [-3i32, 9].iter().flat_map(|v| v.to_le_bytes()).collect();
+        hand_npy(&p, "<i4", "(2,)", &b);
+        assert_eq!(read_i32(&p).unwrap().data, [-3, 9]);
+        assert_eq!(read_any(&p).unwrap(), AnyArray::I32(read_i32(&p).unwrap()));
+        let b: Vec<u8> = [-1i64, 1 << 40]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        hand_npy(&p, "<i8", "(2,)", &b);
+        assert_eq!(read_i64(&p).unwrap().data, [-1, 1 << 40]);
+        assert_eq!(read_any(&p).unwrap().dtype(), "int64");
+        let e = read_i32(&p).unwrap_err().to_string();
+        assert!(e.contains("a.npy") && e.contains("<i8"), "{e}");
+        hand_npy(&p, "<i8", "(3,)", &b);
+        let e = read_any(&p).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        hand_npy(&p, "<c8", "(1,)", &[0; 8]);
+        let e = read_any(&p).unwrap_err().to_string();
+        assert!(e.contains("'<c8'") && e.contains("not supported"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,6 +2,7 @@
 //! guidance.
 pub mod denoiser;
 pub mod guidance;
+pub mod infonoise;
 pub mod loss;
 pub mod noise;
 pub mod precond;
@@ -21,14 +22,28 @@ pub struct DiffusionConfig {
     pub p_std: f64,
     /// Per-example loss weighting: "score" (σ²‖s − s_θ‖², the toy's) or "edm" (λ(σ)).
     pub weighting: loss::Weighting,
+    /// The training noise distribution (default: the log-normal above).
+    #[serde(default)]
+    pub schedule: noise::ScheduleConfig,
 }
 
 impl DiffusionConfig {
-    /// The log-normal training noise distribution ln σ ~ N(P_mean, P_std²).
-    pub fn noise(&self) -> noise::LogNormal {
+    /// The log-normal ln σ ~ N(P_mean, P_std²): EDM's training noise distribution, the
+    /// adaptive schedules' warm-up prior and floor, and the σ distribution of the exact loss.
+    pub fn lognormal(&self) -> noise::LogNormal {
         noise::LogNormal {
             p_mean: self.p_mean,
             p_std: self.p_std,
         }
+    }
+
+    /// The configured training noise sampler (`schedule`), in its initial state.
+    pub fn noise(&self) -> noise::Schedule {
+        noise::Schedule::new(
+            &self.schedule,
+            self.lognormal(),
+            self.weighting,
+            self.sigma_data,
+        )
     }
 }

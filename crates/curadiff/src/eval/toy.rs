@@ -270,10 +270,184 @@ fn integrate(
     Ok(v.chunks(2).map(|c| [c[0] as f64, c[1] as f64]).collect())
 }
 
+/// The exact minimum mean squared error of denoising the toy at σ, per dimension:
+/// mmse(σ) = E_x tr Cov(y | x) / 2 with x = y + σn. For a Gaussian mixture the posterior is a
+/// mixture of Gaussian posteriors: component k has responsibility r_k ∝ φ_k N(x; μ_k, Σ_k+σ²I),
+/// mean m_k = μ_k + Σ_k S_k⁻¹(x − μ_k) and covariance C_k = Σ_k − Σ_k S_k⁻¹ Σ_k
+/// (S_k = Σ_k + σ²I), so tr Cov(y|x) = Σ r_k (tr C_k + ‖m_k‖²) − ‖Σ r_k m_k‖². The outer
+/// expectation is a Monte Carlo average over `n` exact samples x of p(x; σ).
+pub fn exact_mmse(mixture: &Mixture, sigma: f64, n: usize, seed: u64) -> f64 {
+    struct Post {
+        mu: [f64; 2],
+        /// S⁻¹ as (a, b, c) of [[a, b], [b, c]].
+        inv: [f64; 3],
+        /// Σ S⁻¹ (row-major).
+        gain: [f64; 4],
+        /// log φ − ½ log det(2π S).
+        log_norm: f64,
+        trace_c: f64,
+    }
+    let s2 = sigma * sigma;
+    let posts: Vec<Post> = mixture
+        .components()
+        .iter()
+        .map(|c| {
+            let (sxx, sxy, syy) = (c.cov[0][0], 0.5 * (c.cov[0][1] + c.cov[1][0]), c.cov[1][1]);
+            let (a, b, d) = (sxx + s2, sxy, syy + s2);
+            let det = a * d - b * b;
+            let inv = [d / det, -b / det, a / det];
+            // Σ S⁻¹ with Σ = [[sxx, sxy], [sxy, syy]].
+            let gain = [
+                sxx * inv[0] + sxy * inv[1],
+                sxx * inv[1] + sxy * inv[2],
+                sxy * inv[0] + syy * inv[1],
+                sxy * inv[1] + syy * inv[2],
+            ];
+            // C = Σ − Σ S⁻¹ Σ; its trace.
+            let trace_c =
+                sxx - (gain[0] * sxx + gain[1] * sxy) + syy - (gain[2] * sxy + gain[3] * syy);
+            Post {
+                mu: c.mu,
+                inv,
+                gain,
+                log_norm: c.phi.ln()
+                    - 0.5 * (4.0 * std::f64::consts::PI * std::f64::consts::PI * det).ln(),
+                trace_c,
+            }
+        })
+        .collect();
+    let total: f64 = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = Rng::new(seed, Stream::Eval, i as u64);
+            let x = mixture.sample(&mut rng, sigma);
+            let logs: Vec<f64> = posts
+                .iter()
+                .map(|p| {
+                    let (dx, dy) = (x[0] - p.mu[0], x[1] - p.mu[1]);
+                    let q = p.inv[0] * dx * dx + 2.0 * p.inv[1] * dx * dy + p.inv[2] * dy * dy;
+                    p.log_norm - 0.5 * q
+                })
+                .collect();
+            let top = logs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let (mut z, mut second, mut mean) = (0.0, 0.0, [0.0, 0.0]);
+            for (p, l) in posts.iter().zip(&logs) {
+                let r = (l - top).exp();
+                let (dx, dy) = (x[0] - p.mu[0], x[1] - p.mu[1]);
+                let m = [
+                    p.mu[0] + p.gain[0] * dx + p.gain[1] * dy,
+                    p.mu[1] + p.gain[2] * dx + p.gain[3] * dy,
+                ];
+                z += r;
+                second += r * (p.trace_c + m[0] * m[0] + m[1] * m[1]);
+                mean[0] += r * m[0];
+                mean[1] += r * m[1];
+            }
+            let (mx, my) = (mean[0] / z, mean[1] / z);
+            (second / z - mx * mx - my * my) / 2.0
+        })
+        .collect::<Vec<_>>()
+        .iter()
+        .sum();
+    total / n as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::toy2d::Classes;
+
+    #[test]
+    fn exact_mmse_has_the_right_limits() {
+        // σ far below the components' scale: the posterior covariance is ≈ σ²I. σ far above
+        // the data's spread: the posterior is the prior, so mmse = Var(y) per dimension.
+        let m = Mixture::tree(Classes::AB);
+        let small = exact_mmse(&m, 1e-3, 2000, 1);
+        assert!((small / 1e-6 - 1.0).abs() < 0.01, "mmse(1e-3) = {small}");
+        let mut rng = Rng::new(2, Stream::Eval, 0);
+        let ys: Vec<[f64; 2]> = (0..200_000).map(|_| m.sample(&mut rng, 0.0)).collect();
+        let var = |j: usize| {
+            let mean = ys.iter().map(|y| y[j]).sum::<f64>() / ys.len() as f64;
+            ys.iter().map(|y| (y[j] - mean).powi(2)).sum::<f64>() / ys.len() as f64
+        };
+        let prior = (var(0) + var(1)) / 2.0;
+        let large = exact_mmse(&m, 1e3, 2000, 1);
+        assert!((large / prior - 1.0).abs() < 0.01, "{large} vs Var {prior}");
+    }
+
+    #[test]
+    fn infonoise_profile_matches_the_exact_toy_mmse() {
+        // The InfoNoise error profile fed by the exact denoiser E[y|x] = x + σ²∇log p(x; σ)
+        // must match mmse(σ) from the analytic posterior, bin by bin.
+        use crate::diffusion::infonoise::Binned;
+        use crate::diffusion::noise::{NoiseSampler, ScheduleConfig, ScheduleKind};
+        let m = Mixture::tree(Classes::AB);
+        let cfg = ScheduleConfig {
+            kind: ScheduleKind::Infonoise,
+            sigma_min: 0.01,
+            sigma_max: 10.0,
+            bins: 48,
+            warmup_steps: 24,
+            refresh_every: 1000,
+            smooth_bins: 0.0,
+            ..Default::default()
+        };
+        let base = LogNormal {
+            p_mean: -1.2,
+            p_std: 1.2,
+        };
+        let mut s = Binned::new(cfg, base, Weighting::Score, 0.5);
+        let mut counts = vec![0u64; 48];
+        let edges = |x: f64| ((x.ln() - 0.01f64.ln()) / (1000f64.ln() / 48.0)).floor();
+        for step in 0..24 {
+            let mut rng = Rng::new(4, Stream::Data, step);
+            let sigma = s.draw(&mut rng, 8192);
+            let pairs: Vec<([f64; 2], [f64; 2])> = sigma
+                .iter()
+                .map(|&sg| m.sample_pair(&mut rng, sg))
+                .collect();
+            let xs: Vec<[f64; 2]> = pairs.iter().map(|p| p.1).collect();
+            let g = m.score_batch(&xs, &sigma);
+            let err: Vec<f64> = pairs
+                .iter()
+                .zip(&g)
+                .zip(&sigma)
+                .map(|(((y, x), g), sg)| {
+                    let d = [x[0] + sg * sg * g[0] - y[0], x[1] + sg * sg * g[1] - y[1]];
+                    (d[0] * d[0] + d[1] * d[1]) / 2.0
+                })
+                .collect();
+            for &sg in &sigma {
+                let k = edges(sg);
+                if (0.0..48.0).contains(&k) {
+                    counts[k as usize] += 1;
+                }
+            }
+            s.observe(&sigma, &err);
+        }
+        let refresh = s
+            .take_events()
+            .into_iter()
+            .find_map(|e| match e {
+                crate::diffusion::infonoise::Event::Refresh(r) => Some(r),
+                _ => None,
+            })
+            .expect("a refresh after the warm-up");
+        let mut checked = 0;
+        for (k, (&sg, &est)) in refresh.sigma.iter().zip(&refresh.m_hat).enumerate() {
+            if counts[k] < 3000 {
+                continue;
+            }
+            let exact = exact_mmse(&m, sg, 20_000, 9);
+            assert!(
+                (est / exact - 1.0).abs() < 0.08,
+                "σ = {sg}: profile {est} vs exact mmse {exact} ({} samples)",
+                counts[k]
+            );
+            checked += 1;
+        }
+        assert!(checked >= 15, "only {checked} bins had enough samples");
+    }
 
     #[test]
     fn exact_samples_score_near_perfect_and_noise_scores_low() {

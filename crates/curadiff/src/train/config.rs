@@ -158,6 +158,7 @@ impl RunConfig {
         positive("diffusion.sigma_data", self.diffusion.sigma_data)?;
         finite("diffusion.p_mean", self.diffusion.p_mean)?;
         positive("diffusion.p_std", self.diffusion.p_std)?;
+        self.diffusion.schedule.validate()?;
         let t = &self.train;
         if t.batch == 0 {
             return Err(invalid("train.batch", "must be at least 1"));

@@ -6,6 +6,7 @@ pub mod ema;
 pub mod fused_learner;
 pub mod learner;
 pub mod lr;
+pub mod noise_log;
 pub mod optim;
 pub mod params;
 pub mod presets;

@@ -80,6 +80,7 @@ fn toy() -> RunConfig {
             p_mean: -2.3,
             p_std: 1.5,
             weighting: Weighting::Score,
+            schedule: Default::default(),
         },
         train: TrainConfig {
             batch: TOY_BATCH,

@@ -15,7 +15,8 @@ use super::learner::ToyLearner;
 use super::select::{Choice, OnlineSelection};
 use super::stats::{quantile, StatsLine, StatsWriter};
 use crate::data::toy2d::Mixture;
-use crate::diffusion::noise::NoiseSampler;
+use crate::diffusion::infonoise::Event;
+use crate::diffusion::noise::{NoiseSampler, Schedule};
 use crate::error::{Error, Result};
 
 /// Sampling seed of the end-of-training plot.
@@ -190,6 +191,42 @@ fn crossed(nimg: u64, batch: u64, every: u64) -> bool {
     nimg / every > nimg.saturating_sub(batch) / every
 }
 
+/// Per-example ‖y − D‖² per dimension against the clean examples y, which is what the
+/// noise schedules estimate mmse(σ) from. The step's error is against its target; with the
+/// exact target E[y|x] the two differ by ‖y − E[y|x]‖² plus a cross term of zero mean, so
+/// that gap is added (exact in expectation; zero for denoising score matching).
+fn x0_errors(b: &Batch, err: &[f32]) -> Vec<f64> {
+    let d = b.dim;
+    err.iter()
+        .enumerate()
+        .map(|(i, &e)| {
+            let gap: f64 = (0..d)
+                .map(|j| (b.clean[i * d + j] - b.target[i * d + j]).powi(2))
+                .sum();
+            e as f64 + gap / d as f64
+        })
+        .collect()
+}
+
+/// Writes the schedule's refreshes and warnings to the run directory.
+fn noise_events(
+    run: &RunDir,
+    noise: &mut Schedule,
+    step: u64,
+    obs: &mut dyn Observer,
+) -> Result<()> {
+    for ev in noise.take_events() {
+        match ev {
+            Event::Refresh(r) => super::noise_log::record(&run.root, &r)?,
+            Event::Warning(w) => {
+                obs.note(&w);
+                super::noise_log::warn(&run.root, step, &w)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Trains (or resumes) the run in `dir` to `cfg.train.duration_nimg` images.
 pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outcome> {
     cfg.validate()?;
@@ -210,6 +247,13 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
             path: run.checkpoints(),
             why: format!("malformed selection state: {e}"),
             hint: String::new(),
+        })?;
+    }
+    if let Some(state) = extra.get("noise").filter(|v| !v.is_null()) {
+        noise.restore(state).map_err(|why| Error::BadCheckpoint {
+            path: run.checkpoints(),
+            why: format!("malformed noise schedule state: {why}"),
+            hint: "it does not fit this config's diffusion.schedule".into(),
         })?;
     }
     let mut stats = StatsWriter::open(run.stats(), c.nimg)?;
@@ -283,8 +327,12 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         c.nimg_scored += if scored { batch } else { sub.len() as u64 };
         learner.update_ema(c.step * batch, cfg.train.batch);
         c.add("train", t);
-        let x0: Vec<f64> = losses.x0_error.iter().map(|&v| v as f64).collect();
-        noise.observe(&sub.sigma, &x0);
+
+        // Noise schedule: observe the per-example x0-errors; adaptive schedules refresh π.
+        let t = Instant::now();
+        noise.observe(&sub.sigma, &x0_errors(sub, &losses.x0_error));
+        c.add("noise", t);
+        noise_events(&run, &mut noise, c.step, obs)?;
 
         // Stats.
         loss_sum += mean;
@@ -315,10 +363,10 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         }
 
         // Budget snapshots and checkpoint.
-        let extra = match &selection {
-            Some(sel) => serde_json::json!({ "switch": sel.switch }),
-            None => serde_json::Value::Null,
-        };
+        let extra = serde_json::json!({
+            "switch": selection.as_ref().map(|sel| &sel.switch),
+            "noise": noise.state(),
+        });
         let trained_before = c.nimg - sub.len() as u64;
         let seconds_now = c.total_seconds();
         let mut labels: Vec<String> = cfg
