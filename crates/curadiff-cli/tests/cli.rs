@@ -170,16 +170,40 @@ fn dry_run_prints_resolved_config_and_writes_nothing() {
 
 #[test]
 fn resume_after_sigkill_gives_identical_weights() {
-    resume_after_sigkill("fused");
+    resume_after_sigkill("fused", &[]);
+}
+
+#[test]
+fn resume_after_sigkill_keeps_the_infonoise_schedule() {
+    // The adaptive schedule's state (running errors, π) is restored from the checkpoint:
+    // weights and refresh records must equal an uninterrupted run's.
+    let t = resume_after_sigkill(
+        "fused",
+        &[
+            "diffusion.schedule.kind=infonoise",
+            "diffusion.schedule.warmup_steps=60",
+            "diffusion.schedule.refresh_every=60",
+        ],
+    );
+    let read =
+        |run: &str| std::fs::read_to_string(t.join(run).join("noise/refreshes.jsonl")).unwrap();
+    let (a, b) = (read("a"), read("b"));
+    assert_eq!(a.lines().count(), 1200 / 60, "one record per refresh");
+    assert_eq!(a, b, "refresh records differ after the resume");
+    for f in ["profile.png", "profile.svg", "pi.png", "pi.svg"] {
+        assert!(t.join("b/noise").join(f).exists(), "{f} missing");
+    }
 }
 
 #[test]
 fn resume_after_sigkill_gives_identical_weights_on_burn() {
-    resume_after_sigkill("burn");
+    resume_after_sigkill("burn", &[]);
 }
 
-fn resume_after_sigkill(engine: &str) {
-    let t = TempDir::new(&format!("kill-{engine}"));
+/// Trains run `a` uninterrupted and run `b` killed after its first checkpoint and resumed;
+/// checks they end identical. Returns the temporary directory holding both.
+fn resume_after_sigkill(engine: &str, sets: &[&str]) -> TempDir {
+    let t = TempDir::new(&format!("kill-{engine}-{}", sets.len()));
     let steps = 1200u64;
     let args = |out: &Path| -> Vec<String> {
         let mut a: Vec<String> = ["train", "--preset", "toy", "--out", out.to_str().unwrap()]
@@ -195,6 +219,9 @@ fn resume_after_sigkill(engine: &str) {
             "--set".into(),
             format!("model.engine={engine}"),
         ]);
+        for s in sets {
+            a.extend(["--set".into(), s.to_string()]);
+        }
         a
     };
     // Uninterrupted reference.
@@ -296,6 +323,7 @@ fn resume_after_sigkill(engine: &str) {
     std::fs::remove_file(newest.with_extension("json")).unwrap();
     let o = sample(&b, 8, &t.join("s.npy"), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
+    t
 }
 
 #[test]

@@ -5,6 +5,7 @@ use super::config::{DataConfig, LossTarget, RunConfig, SamplerConfig, TrainConfi
 use super::lr::LrConfig;
 use crate::data::toy2d::Classes;
 use crate::diffusion::loss::Weighting;
+use crate::diffusion::noise::ScheduleConfig;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{Error, Result};
 use crate::models::mlp::{Engine, MlpConfig, Output};
@@ -80,7 +81,16 @@ fn toy() -> RunConfig {
             p_mean: -2.3,
             p_std: 1.5,
             weighting: Weighting::Score,
-            schedule: Default::default(),
+            // Only used when `schedule.kind` is not the log-normal: the grid spans the
+            // toy sampler's σ range, the warm-up is ~10% of the `toy` run and π is refreshed
+            // every ~5%.
+            schedule: ScheduleConfig {
+                sigma_max: 5.0,
+                bins: 128,
+                warmup_steps: 400,
+                refresh_every: 200,
+                ..Default::default()
+            },
         },
         train: TrainConfig {
             batch: TOY_BATCH,
