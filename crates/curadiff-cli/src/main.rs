@@ -143,6 +143,20 @@ enum EvalWhat {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// A toy run's noise-schedule error profile m̂(σ) (its newest refresh) against the exact
+    /// mmse(σ) of the analytic posterior; one JSON line per shown bin.
+    ToyMmse {
+        #[arg(long)]
+        run: PathBuf,
+        /// Show every k-th bin.
+        #[arg(long, default_value_t = 8)]
+        every: usize,
+        /// Monte Carlo points per exact mmse value.
+        #[arg(long, default_value_t = 20_000)]
+        n: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 /// A progress bar over images trained.
@@ -290,6 +304,40 @@ fn execute(cli: Cli) -> Result<()> {
                 );
             }
             println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::Eval {
+            what:
+                EvalWhat::ToyMmse {
+                    run: dir,
+                    every,
+                    n,
+                    seed,
+                },
+        } => {
+            let cfg = run::RunDir::new(&dir).read_config()?;
+            let records = curadiff::train::noise_log::read(&dir)?;
+            let Some(last) = records.last() else {
+                return Err(curadiff::Error::Config(format!(
+                    "{} has no noise-schedule refresh yet (noise/refreshes.jsonl); train it \
+                     with --set diffusion.schedule.kind=infonoise (or adaptive) past the warm-up",
+                    dir.display()
+                ))
+                .into());
+            };
+            let m = curadiff::data::toy2d::Mixture::tree(cfg.data.classes);
+            for (k, (&sigma, &est)) in last.sigma.iter().zip(&last.m_hat).enumerate() {
+                if k % every.max(1) != 0 {
+                    continue;
+                }
+                let exact = curadiff::eval::toy::exact_mmse(&m, sigma, n, seed);
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "step": last.step, "sigma": sigma, "m_hat": est,
+                        "exact_mmse": exact, "ratio": est / exact,
+                    })
+                );
+            }
         }
         Command::Demo {
             out,

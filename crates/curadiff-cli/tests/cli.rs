@@ -193,6 +193,29 @@ fn resume_after_sigkill_keeps_the_infonoise_schedule() {
     for f in ["profile.png", "profile.svg", "pi.png", "pi.svg"] {
         assert!(t.join("b/noise").join(f).exists(), "{f} missing");
     }
+    // No denoiser beats the Bayes-optimal one: the run's error profile stays at or above
+    // the exact mmse(σ) of the analytic posterior (up to Monte Carlo noise).
+    let b = t.join("b");
+    let o = run(&[
+        "eval",
+        "toy-mmse",
+        "--run",
+        b.to_str().unwrap(),
+        "--every",
+        "16",
+        "--n",
+        "4000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 128 / 16);
+    for l in &lines {
+        let ratio = l["ratio"].as_f64().unwrap();
+        assert!(ratio > 0.95, "m̂ below the exact mmse: {l}");
+    }
 }
 
 #[test]
