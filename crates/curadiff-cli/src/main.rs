@@ -68,12 +68,26 @@ enum Command {
         /// Use the raw weights instead of the EMA.
         #[arg(long)]
         raw: bool,
-        /// Output .npy (float32 [N, 2]).
+        /// Output .npy: float32 [N, 2] for the toy; float32 [N, C, H, W] in [-1, 1] for
+        /// images (class labels beside it as OUT.labels.npy).
         #[arg(long)]
         out: PathBuf,
-        /// Also write a scatter plot PNG here.
+        /// Also write a plot PNG here: the scatter plot (toy) or an image grid (images).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Images: condition every sample on this class (default: sample i gets class
+        /// i mod classes).
+        #[arg(long)]
+        class: Option<usize>,
+        /// Images: unconditional samples from a class-conditional network.
+        #[arg(long, conflicts_with = "class")]
+        unconditional: bool,
+        /// Images: class-free guidance weight w (guide = the same network without the class).
+        #[arg(long, conflicts_with = "guide")]
+        cfg: Option<f64>,
+        /// Images: use this snapshot of the run (a folder name under RUN/snapshots).
+        #[arg(long)]
+        snapshot: Option<String>,
     },
     /// Evaluate samples (and optionally the model) and print JSON metrics.
     Eval {
@@ -266,7 +280,36 @@ fn execute(cli: Cli) -> Result<()> {
             raw,
             out,
             plot,
+            class,
+            unconditional,
+            cfg,
+            snapshot,
         } => {
+            if run::RunDir::new(&run).read_config()?.data.is_images() {
+                let req = curadiff::imagejob::SampleRequest {
+                    run,
+                    snapshot,
+                    guide: guide.zip(guidance),
+                    cfg,
+                    class,
+                    unconditional,
+                    n,
+                    seed,
+                    raw,
+                };
+                let s = curadiff::imagejob::sample(&req)?;
+                curadiff::imagejob::write(&out, &s)?;
+                if let Some(p) = plot {
+                    curadiff::plot::grid::image_grid_png(&s.images, s.shape, 10, 2, &p)?;
+                }
+                eprintln!("wrote {n} images to {}", out.display());
+                return Ok(());
+            }
+            if class.is_some() || unconditional || cfg.is_some() || snapshot.is_some() {
+                anyhow::bail!(curadiff::Error::Config(
+                    "--class, --unconditional, --cfg and --snapshot are for image runs".into()
+                ));
+            }
             let g = guide.as_deref().zip(guidance);
             let weights = if raw { Weights::Raw } else { Weights::Ema };
             let models = Models::load(&run, g, weights)?;

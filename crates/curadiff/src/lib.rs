@@ -8,6 +8,7 @@ pub mod diffusion;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+pub mod imagejob;
 pub mod models;
 pub mod plot;
 pub mod rng;

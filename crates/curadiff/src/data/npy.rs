@@ -133,29 +133,35 @@ pub fn read_f32(path: &Path) -> Result<Array<f32>> {
 
 /// Writes a float32 array atomically (temporary file, then rename).
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "shape/data mismatch"
-    );
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_raw(path, "<f4", shape, data.len(), &bytes)
+}
+
+/// Writes an int64 array atomically (e.g. class labels).
+pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_raw(path, "<i8", shape, data.len(), &bytes)
+}
+
+fn write_raw(path: &Path, descr: &str, shape: &[usize], n: usize, bytes: &[u8]) -> Result<()> {
+    assert_eq!(shape.iter().product::<usize>(), n, "shape/data mismatch");
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if dims.len() == 1 {
         format!("({},)", dims[0])
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut head = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut head =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad so that magic + version + length + header is a multiple of 64, ending in '\n'.
     let total = 10 + head.len() + 1;
     head.push_str(&" ".repeat((64 - total % 64) % 64));
     head.push('\n');
-    let mut out = Vec::with_capacity(10 + head.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(10 + head.len() + bytes.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(head.len() as u16).to_le_bytes());
     out.extend_from_slice(head.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    out.extend_from_slice(bytes);
     crate::fsutil::write_atomic(path, &out)
 }
 

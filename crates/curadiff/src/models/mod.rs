@@ -2,3 +2,4 @@
 pub mod fused;
 pub mod layers;
 pub mod mlp;
+pub mod unet;

@@ -1,4 +1,5 @@
 //! Plots written as PNG files.
 pub mod canvas;
+pub mod grid;
 pub mod lines;
 pub mod scatter;

@@ -14,10 +14,35 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// The data source. Only "toy" (the analytic 2-D tree) for now.
+    /// The data source: "toy" (the analytic 2-D tree), "fmnist" (Fashion-MNIST's IDX files),
+    /// "npy" (an image array [N, C, H, W] or [N, H, W]) or "folder" (PNGs, one subfolder per
+    /// class).
     pub kind: String,
     /// Toy classes: "A", "B" or "AB".
+    #[serde(default = "default_classes")]
     pub classes: crate::data::toy2d::Classes,
+    /// Images: the dataset's folder or file; empty for Fashion-MNIST's Debian location
+    /// (/usr/share/datasets/fashion-mnist).
+    #[serde(default)]
+    pub path: String,
+    /// `npy` only: an integer label array [N] (empty: unlabelled).
+    #[serde(default)]
+    pub labels: String,
+    /// Images: keep a long-tailed subset with this imbalance ratio (largest / smallest class,
+    /// exponential profile); 0 keeps the whole set.
+    #[serde(default)]
+    pub imbalance_ratio: f64,
+}
+
+fn default_classes() -> crate::data::toy2d::Classes {
+    crate::data::toy2d::Classes::A
+}
+
+impl DataConfig {
+    /// True for the image sources.
+    pub fn is_images(&self) -> bool {
+        self.kind != "toy"
+    }
 }
 
 /// The regression target of the denoiser.
@@ -73,6 +98,10 @@ pub struct TrainConfig {
     /// Keep a snapshot when the training seconds first reach each of these.
     #[serde(default)]
     pub snapshot_seconds: Vec<f64>,
+    /// Images: write a grid of class-conditional EMA samples every this many images (and at
+    /// the end); 0: only at the end.
+    #[serde(default)]
+    pub sample_every_nimg: u64,
 }
 
 /// Sampler settings used by default when sampling from the run.
@@ -96,7 +125,11 @@ pub struct RunConfig {
     /// Seed of every random stream of the run.
     pub seed: u64,
     pub data: DataConfig,
+    /// The toy MLP (used when `data.kind = "toy"`).
     pub model: MlpConfig,
+    /// The image U-Net (required for image data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unet: Option<crate::models::unet::UnetConfig>,
     pub diffusion: DiffusionConfig,
     pub train: TrainConfig,
     /// Online batch selection (`method = "none"` trains on every example).
@@ -134,11 +167,47 @@ fn finite(field: &str, v: f64) -> Result<()> {
 impl RunConfig {
     /// Checks every field's range; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        if self.data.kind != "toy" {
+        if !["toy", "fmnist", "npy", "folder"].contains(&self.data.kind.as_str()) {
             return Err(invalid(
                 "data.kind",
-                format!("unknown data source '{}'; valid: toy", self.data.kind),
+                format!(
+                    "unknown data source '{}'; valid: toy, fmnist, npy, folder",
+                    self.data.kind
+                ),
             ));
+        }
+        if self.data.is_images() {
+            let Some(unet) = &self.unet else {
+                return Err(invalid(
+                    "unet",
+                    "image data needs a [unet] section; start from `--preset fmnist`",
+                ));
+            };
+            unet.validate()?;
+            if self.train.target != LossTarget::Dsm {
+                return Err(invalid(
+                    "train.target",
+                    "image data has no exact target; use train.target=dsm",
+                ));
+            }
+            if self.select.method != crate::train::select::Method::None {
+                return Err(invalid(
+                    "select.method",
+                    "online selection is built for the toy only so far; use select.method=none",
+                ));
+            }
+            if self.data.kind != "fmnist" && self.data.path.is_empty() {
+                return Err(invalid(
+                    "data.path",
+                    format!("data.kind={} needs data.path", self.data.kind),
+                ));
+            }
+            if !(self.data.imbalance_ratio == 0.0 || self.data.imbalance_ratio >= 1.0) {
+                return Err(invalid(
+                    "data.imbalance_ratio",
+                    "must be 0 (whole set) or ≥ 1",
+                ));
+            }
         }
         if self.model.engine == crate::models::mlp::Engine::Fused
             && self.model.output != crate::models::mlp::Output::Denoiser

@@ -4,6 +4,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod ema;
 pub mod fused_learner;
+pub mod image;
+pub mod image_run;
 pub mod learner;
 pub mod lr;
 pub mod noise_log;

@@ -9,6 +9,7 @@ use crate::diffusion::noise::ScheduleConfig;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{Error, Result};
 use crate::models::mlp::{Engine, MlpConfig, Output};
+use crate::models::unet::UnetConfig;
 
 /// A named starting configuration.
 pub struct Preset {
@@ -33,6 +34,17 @@ pub const PRESETS: &[Preset] = &[
                 0.502 ± 0.013; guided by `toy-guide` at w = 3: 0.921 ± 0.013, 0.752 ± 0.041; \
                 exact loss 0.0088 ± 0.0002 (the seed's reference numbers; RESULTS.md)",
         build: toy_wide,
+    },
+    Preset {
+        name: "fmnist",
+        about: "Fashion-MNIST, class-conditional EDM2-style U-Net (16/32/64 channels), batch \
+                128, 4096 iterations; see RESULTS.md for a 30-minute run",
+        build: fmnist,
+    },
+    Preset {
+        name: "fmnist-guide",
+        about: "autoguidance guide for `fmnist`: 8/16/32 channels, 1024 iterations",
+        build: fmnist_guide,
     },
     Preset {
         name: "toy-guide",
@@ -69,6 +81,9 @@ fn toy() -> RunConfig {
         data: DataConfig {
             kind: "toy".into(),
             classes: Classes::A,
+            path: String::new(),
+            labels: String::new(),
+            imbalance_ratio: 0.0,
         },
         model: MlpConfig {
             output: Output::Denoiser,
@@ -76,6 +91,7 @@ fn toy() -> RunConfig {
             width: 64,
             layers: 4,
         },
+        unet: None,
         diffusion: DiffusionConfig {
             sigma_data: 0.5,
             p_mean: -2.3,
@@ -112,6 +128,7 @@ fn toy() -> RunConfig {
             budget_seconds: 0.0,
             snapshot_nimg: Vec::new(),
             snapshot_seconds: Vec::new(),
+            sample_every_nimg: 0,
         },
         select: Default::default(),
         sampler: SamplerConfig {
@@ -139,6 +156,85 @@ fn toy_guide() -> RunConfig {
     c
 }
 
+const FMNIST_BATCH: u64 = 128;
+
+/// Fashion-MNIST, class-conditional U-Net (16/32/64 channels at 28/14/7, one block per level,
+/// no attention): sized so that 30 minutes on 2 cores train ~2–3 epochs.
+fn fmnist() -> RunConfig {
+    let b = FMNIST_BATCH;
+    let mut c = toy();
+    c.preset = "fmnist".into();
+    c.data = DataConfig {
+        kind: "fmnist".into(),
+        classes: Classes::A,
+        path: String::new(),
+        labels: String::new(),
+        imbalance_ratio: 0.0,
+    };
+    c.unet = Some(UnetConfig {
+        channels: 16,
+        mults: vec![1, 2, 4],
+        blocks: 1,
+        attn_levels: Vec::new(),
+        head_channels: 64,
+        noise_channels: 64,
+        emb_channels: 64,
+        ..UnetConfig::default()
+    });
+    c.diffusion = DiffusionConfig {
+        sigma_data: 0.5,
+        p_mean: -1.2,
+        p_std: 1.2,
+        weighting: Weighting::Edm,
+        schedule: ScheduleConfig {
+            warmup_steps: 300,
+            refresh_every: 100,
+            ..Default::default()
+        },
+    };
+    c.train = TrainConfig {
+        batch: b as usize,
+        duration_nimg: 4096 * b,
+        lr: LrConfig {
+            lr: 0.005,
+            t_ref_nimg: (500 * b) as f64,
+            rampup_nimg: (80 * b) as f64,
+        },
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        ema_sigma_rel: 0.05,
+        target: LossTarget::Dsm,
+        log_every_nimg: 50 * b,
+        checkpoint_every_nimg: 200 * b,
+        keep_checkpoints: 2,
+        budget_nimg: 0,
+        budget_seconds: 0.0,
+        snapshot_nimg: Vec::new(),
+        snapshot_seconds: Vec::new(),
+        sample_every_nimg: 400 * b,
+    };
+    c.sampler = SamplerConfig {
+        steps: 16,
+        sigma_min: 0.002,
+        sigma_max: 80.0,
+        rho: 7.0,
+    };
+    c
+}
+
+/// The autoguidance guide of `fmnist`: half the channels, a quarter of the training.
+fn fmnist_guide() -> RunConfig {
+    let mut c = fmnist();
+    c.preset = "fmnist-guide".into();
+    if let Some(u) = c.unet.as_mut() {
+        u.channels = 8;
+        u.emb_channels = 32;
+    }
+    c.train.duration_nimg /= 4;
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,7 +246,7 @@ mod tests {
         }
         let e = preset("toyy").unwrap_err().to_string();
         assert!(
-            e.contains("toyy") && e.contains("toy, toy-wide, toy-guide"),
+            e.contains("toyy") && e.contains("toy, toy-wide, fmnist, fmnist-guide, toy-guide"),
             "{e}"
         );
     }

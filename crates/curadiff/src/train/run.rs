@@ -107,7 +107,7 @@ impl RunDir {
 }
 
 /// Writes `config.toml` for a new run, or checks that an existing run has the same config.
-fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
+pub(crate) fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
     crate::fsutil::create_dir(&run.root)?;
     if run.config().exists() {
         let stored = run.read_config()?;
@@ -187,7 +187,7 @@ fn save_to(
 }
 
 /// True when the count moved past a multiple of `every` during the last `batch` images.
-fn crossed(nimg: u64, batch: u64, every: u64) -> bool {
+pub(crate) fn crossed(nimg: u64, batch: u64, every: u64) -> bool {
     nimg / every > nimg.saturating_sub(batch) / every
 }
 
@@ -209,7 +209,7 @@ fn x0_errors(b: &Batch, err: &[f32]) -> Vec<f64> {
 }
 
 /// Writes the schedule's refreshes and warnings to the run directory.
-fn noise_events(
+pub(crate) fn noise_events(
     run: &RunDir,
     noise: &mut Schedule,
     step: u64,
@@ -229,6 +229,9 @@ fn noise_events(
 
 /// Trains (or resumes) the run in `dir` to `cfg.train.duration_nimg` images.
 pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outcome> {
+    if cfg.data.is_images() {
+        return super::image_run::train(dir, cfg, obs);
+    }
     cfg.validate()?;
     let run = RunDir::new(dir);
     claim(&run, cfg)?;

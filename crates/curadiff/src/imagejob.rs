@@ -1,0 +1,160 @@
+//! Image runs from the outside: load a trained U-Net (and a guide), sample with class-free
+//! guidance or autoguidance, and write `.npy` arrays and PNG grids.
+
+use std::path::{Path, PathBuf};
+
+use crate::data::npy;
+use crate::error::{Error, Result};
+use crate::train::config::RunConfig;
+use crate::train::image::{sample_images, Guide, UnetDenoiser};
+use crate::train::image_run;
+
+/// What to sample.
+#[derive(Debug, Clone)]
+pub struct SampleRequest {
+    pub run: PathBuf,
+    /// A snapshot label under `RUN/snapshots` instead of the newest checkpoint.
+    pub snapshot: Option<String>,
+    /// Autoguidance: the guide run and the weight w.
+    pub guide: Option<(PathBuf, f64)>,
+    /// Class-free guidance weight (the guide is the main network without the class).
+    pub cfg: Option<f64>,
+    /// One class for every sample; `None` cycles through the classes (sample i gets class
+    /// i mod classes), or unconditional for an unconditional network.
+    pub class: Option<usize>,
+    /// Unconditional samples from a class-conditional network.
+    pub unconditional: bool,
+    pub n: usize,
+    pub seed: u64,
+    /// Raw weights instead of the EMA.
+    pub raw: bool,
+}
+
+/// Samples with their labels and image shape.
+pub struct Samples {
+    /// `[n, C, H, W]`, clipped to [-1, 1].
+    pub images: Vec<f32>,
+    pub shape: [usize; 3],
+    /// The class each sample was conditioned on.
+    pub labels: Vec<Option<usize>>,
+    pub config: RunConfig,
+}
+
+fn load_den(dir: &Path, snapshot: Option<&str>, raw: bool) -> Result<(RunConfig, UnetDenoiser)> {
+    let (cfg, l, _) = image_run::load(dir, snapshot)?;
+    if !cfg.data.is_images() {
+        return Err(Error::Config(format!(
+            "{} is a toy run; this command needs an image run",
+            dir.display()
+        )));
+    }
+    Ok((
+        cfg,
+        if raw {
+            l.inference()
+        } else {
+            l.ema_inference()
+        },
+    ))
+}
+
+/// Draws the samples of `req`.
+pub fn sample(req: &SampleRequest) -> Result<Samples> {
+    let (config, main) = load_den(&req.run, req.snapshot.as_deref(), req.raw)?;
+    let k = main.num_classes;
+    if let Some(c) = req.class.filter(|&c| c >= k.max(1) || k == 0) {
+        return Err(Error::InvalidValue {
+            field: "class".into(),
+            why: format!(
+                "class {c} is out of range: the network has {k} classes (valid: 0..{})",
+                k.max(1) - 1
+            ),
+        });
+    }
+    let labels: Vec<Option<usize>> = (0..req.n)
+        .map(|i| {
+            if k == 0 || req.unconditional {
+                None
+            } else {
+                Some(req.class.unwrap_or(i % k))
+            }
+        })
+        .collect();
+    for w in req.cfg.iter().chain(req.guide.iter().map(|g| &g.1)) {
+        if !w.is_finite() {
+            return Err(Error::InvalidValue {
+                field: "guidance".into(),
+                why: format!("must be finite, got {w}"),
+            });
+        }
+    }
+    let guide_den = match &req.guide {
+        Some((dir, _)) => {
+            let (gcfg, g) = load_den(dir, None, req.raw)?;
+            if gcfg.data != config.data || g.shape != main.shape || g.num_classes != k {
+                return Err(Error::Config(format!(
+                    "guide {} was trained on different data or image shape than {}; \
+                     autoguidance needs the same task",
+                    dir.display(),
+                    req.run.display()
+                )));
+            }
+            Some(g)
+        }
+        None => None,
+    };
+    let guide = match (&guide_den, &req.guide, req.cfg) {
+        (Some(g), Some((_, w)), None) => Guide::Auto(g, *w),
+        (None, None, Some(w)) => {
+            if k == 0 {
+                return Err(Error::Config(
+                    "class-free guidance needs a class-conditional network".into(),
+                ));
+            }
+            Guide::Cfg(w)
+        }
+        (None, None, None) => Guide::None,
+        _ => {
+            return Err(Error::Config(
+                "use either autoguidance (--guide RUN --guidance W) or class-free guidance \
+                 (--cfg W), not both"
+                    .into(),
+            ))
+        }
+    };
+    let mut images = sample_images(
+        &main,
+        &guide,
+        &labels,
+        &image_run::sampling(&config.sampler),
+        req.seed,
+        &crate::device::inference(),
+    )?;
+    for v in &mut images {
+        *v = v.clamp(-1.0, 1.0);
+    }
+    Ok(Samples {
+        images,
+        shape: main.shape,
+        labels,
+        config,
+    })
+}
+
+/// The labels file written beside a samples file: `x.npy` → `x.labels.npy`.
+pub fn labels_path(samples: &Path) -> PathBuf {
+    samples.with_extension("labels.npy")
+}
+
+/// Writes `[n, C, H, W]` float32 samples and, for class-conditional samples, their labels
+/// (int64 `[n]`, beside them as `*.labels.npy`).
+pub fn write(path: &Path, s: &Samples) -> Result<()> {
+    let n = s.labels.len();
+    let [c, h, w] = s.shape;
+    npy::write_f32(path, &[n, c, h, w], &s.images)?;
+    if s.labels.iter().all(Option::is_some) && n > 0 {
+        let l: Vec<i64> = s.labels.iter().map(|l| l.unwrap_or(0) as i64).collect();
+        npy::write_i64(&labels_path(path), &[n], &l)?;
+    }
+    Ok(())
+}

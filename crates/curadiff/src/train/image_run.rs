@@ -1,0 +1,528 @@
+//! The training loop for images: the same run directory, config, checkpoints, stats, noise
+//! schedules, budgets and snapshots as the toy loop ([`super::run`]), with a U-Net learner on
+//! an image set and class-conditional sample grids at intervals.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::checkpoint::{self, CheckpointMeta};
+use super::config::{DataConfig, RunConfig, SamplerConfig};
+use super::image::{image_batch, sample_images, Guide, ImageLearner, ImageSampling};
+use super::optim::Adam;
+use super::run::{
+    claim, crossed, noise_events, seconds_label, Counters, Observer, Outcome, RunDir,
+};
+use super::stats::{quantile, StatsLine, StatsWriter};
+use crate::data::images::{self, ImageSet, Split};
+use crate::diffusion::noise::NoiseSampler;
+use crate::error::{Error, Result};
+use crate::models::unet::UnetConfig;
+
+/// Seed of the sample grids written during training (the same start noise every time, so
+/// grids of one run are comparable).
+pub const GRID_SEED: u64 = 7;
+/// Columns of a sample grid; one row per class.
+pub const GRID_COLS: usize = 10;
+
+/// The Fashion-MNIST folder of `cfg` (its `path`, or the Debian package's location).
+fn fmnist_dir(cfg: &DataConfig) -> PathBuf {
+    if cfg.path.is_empty() {
+        PathBuf::from(images::FASHION_MNIST_DIR)
+    } else {
+        PathBuf::from(&cfg.path)
+    }
+}
+
+/// The training images of a run: the source, then the long-tailed subset if asked for.
+pub fn training_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
+    let set = match cfg.kind.as_str() {
+        "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Train)?,
+        "npy" => {
+            let labels = (!cfg.labels.is_empty()).then(|| PathBuf::from(&cfg.labels));
+            images::load_npy_images(Path::new(&cfg.path), labels.as_deref())?
+        }
+        "folder" => images::load_png_folder(Path::new(&cfg.path))?,
+        other => {
+            return Err(Error::InvalidValue {
+                field: "data.kind".into(),
+                why: format!("'{other}' is not an image source (fmnist, npy, folder)"),
+            })
+        }
+    };
+    if cfg.imbalance_ratio >= 1.0 {
+        return images::long_tailed(&set, cfg.imbalance_ratio, seed);
+    }
+    Ok(set)
+}
+
+/// The reference set image metrics compare against: Fashion-MNIST's test split, else the
+/// training images themselves.
+pub fn reference_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
+    match cfg.kind.as_str() {
+        "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Test),
+        _ => training_set(cfg, seed),
+    }
+}
+
+/// Checks that `set` fits the network: shape and label range.
+pub fn check_fits(set: &ImageSet, unet: &UnetConfig, what: &str) -> Result<()> {
+    if set.is_empty() {
+        return Err(Error::Config(format!("{what} holds no images")));
+    }
+    if (set.channels, set.height, set.width)
+        != (unet.img_channels, unet.resolution, unet.resolution)
+    {
+        return Err(Error::Config(format!(
+            "{what} holds images of shape [{}, {}, {}], but the network expects [{c}, {r}, {r}]; \
+             set unet.img_channels={} and unet.resolution={} (square images only), or resize \
+             the images",
+            set.channels,
+            set.height,
+            set.width,
+            set.channels,
+            set.height,
+            c = unet.img_channels,
+            r = unet.resolution,
+        )));
+    }
+    if unet.num_classes > 0 {
+        if let Some(&bad) = set.labels.iter().find(|&&l| l as usize >= unet.num_classes) {
+            return Err(Error::Config(format!(
+                "{what} has label {bad}, but unet.num_classes = {}; labels must be in 0..{}",
+                unet.num_classes, unet.num_classes
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The image sampler settings of a run config.
+pub fn sampling(s: &SamplerConfig) -> ImageSampling {
+    ImageSampling {
+        steps: s.steps,
+        sigma_min: s.sigma_min,
+        sigma_max: s.sigma_max,
+        rho: s.rho,
+        chunk: 128,
+    }
+}
+
+/// The U-Net section of an image config.
+pub fn unet_of(cfg: &RunConfig) -> Result<&UnetConfig> {
+    cfg.unet.as_ref().ok_or_else(|| Error::InvalidValue {
+        field: "unet".into(),
+        why: "image data needs a [unet] section; start from `--preset fmnist`".into(),
+    })
+}
+
+/// A fresh learner for an image config (on the training device).
+pub fn learner(cfg: &RunConfig) -> Result<ImageLearner> {
+    Ok(ImageLearner::new(
+        unet_of(cfg)?,
+        cfg.seed,
+        cfg.diffusion.sigma_data,
+        cfg.diffusion.weighting,
+        Adam::new(cfg.train.beta1, cfg.train.beta2, cfg.train.eps),
+        cfg.train.ema_sigma_rel,
+        &crate::device::training(),
+    ))
+}
+
+fn counters_of(meta: &CheckpointMeta) -> Counters {
+    Counters {
+        step: meta.step,
+        nimg: meta.nimg,
+        nimg_scored: meta.nimg_scored,
+        seconds: meta.seconds.clone(),
+    }
+}
+
+fn save_to(
+    dir: &Path,
+    l: &ImageLearner,
+    c: &Counters,
+    extra: serde_json::Value,
+    keep: usize,
+) -> Result<()> {
+    let meta = CheckpointMeta {
+        step: c.step,
+        nimg: c.nimg,
+        nimg_scored: c.nimg_scored,
+        seconds: c.seconds.clone(),
+        tensors: String::new(),
+        bytes: 0,
+        checksum: String::new(),
+        extra,
+    };
+    checkpoint::save(dir, meta, &l.to_groups()?, keep)?;
+    Ok(())
+}
+
+/// Restores a learner from the newest checkpoint in `dir`.
+fn restore(dir: &Path, l: &mut ImageLearner) -> Result<Option<(Counters, serde_json::Value)>> {
+    let Some(ck) = checkpoint::latest(dir)? else {
+        return Ok(None);
+    };
+    l.load_groups(&ck.groups, ck.meta.step)
+        .map_err(|e| Error::BadCheckpoint {
+            path: ck.path.clone(),
+            why: e.to_string(),
+            hint: "it does not fit this config's network".into(),
+        })?;
+    Ok(Some((counters_of(&ck.meta), ck.meta.extra)))
+}
+
+/// Writes a class-conditional grid (one row per class, [`GRID_COLS`] columns; unconditional
+/// rows for an unconditional network) of the EMA weights to `path`.
+pub fn write_grid(cfg: &RunConfig, l: &ImageLearner, path: &Path) -> Result<()> {
+    let unet = unet_of(cfg)?;
+    let rows = unet.num_classes.clamp(1, 10);
+    let labels: Vec<Option<usize>> = (0..rows * GRID_COLS)
+        .map(|i| (unet.num_classes > 0).then_some(i / GRID_COLS))
+        .collect();
+    let den = l.ema_inference();
+    let x = sample_images(
+        &den,
+        &Guide::None,
+        &labels,
+        &sampling(&cfg.sampler),
+        GRID_SEED,
+        &crate::device::inference(),
+    )?;
+    crate::plot::grid::image_grid_png(&x, den.shape, GRID_COLS, 2, path)
+}
+
+/// Trains (or resumes) the image run in `dir`.
+pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outcome> {
+    cfg.validate()?;
+    let unet = unet_of(cfg)?;
+    let set = training_set(&cfg.data, cfg.seed)?;
+    check_fits(
+        &set,
+        unet,
+        &format!("the training data ({})", cfg.data.kind),
+    )?;
+    let run = RunDir::new(dir);
+    claim(&run, cfg)?;
+    let mut noise = cfg.diffusion.noise();
+    let mut l = learner(cfg)?;
+    let resumed = restore(&run.checkpoints(), &mut l)?;
+    let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
+    if let Some(step) = resumed_from {
+        obs.note(&format!("resuming {} from step {step}", dir.display()));
+    }
+    let (mut c, extra) = resumed.unwrap_or_default();
+    if let Some(state) = extra.get("noise").filter(|v| !v.is_null()) {
+        noise.restore(state).map_err(|why| Error::BadCheckpoint {
+            path: run.checkpoints(),
+            why: format!("malformed noise schedule state: {why}"),
+            hint: "it does not fit this config's diffusion.schedule".into(),
+        })?;
+    }
+    let mut stats = StatsWriter::open(run.stats(), c.nimg)?;
+    let batch = cfg.train.batch as u64;
+    let total = cfg.train.duration_nimg;
+    let mut last_saved = c.step;
+    let (mut loss_sum, mut loss_n, mut sigmas, mut last_loss) = (0.0, 0usize, Vec::new(), f64::NAN);
+    let budget_done = |c: &Counters| {
+        (cfg.train.budget_nimg > 0 && c.nimg >= cfg.train.budget_nimg)
+            || (cfg.train.budget_seconds > 0.0 && c.total_seconds() >= cfg.train.budget_seconds)
+    };
+    crate::fsutil::create_dir(&run.samples())?;
+    while c.step * batch < total && !budget_done(&c) {
+        let t = Instant::now();
+        let b = image_batch(
+            &set,
+            &mut noise,
+            unet.label_dropout,
+            cfg.seed,
+            c.step,
+            cfg.train.batch,
+        );
+        c.add("data", t);
+
+        let t = Instant::now();
+        let lr = cfg.train.lr.at((c.step * batch) as f64);
+        let losses = l.step(&b, lr)?;
+        let mean = losses.mean();
+        if !mean.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                step: c.step,
+                value: mean,
+                last_good: last_saved,
+                dir: run.checkpoints(),
+            });
+        }
+        c.step += 1;
+        c.nimg += batch;
+        c.nimg_scored += batch;
+        l.update_ema(c.nimg, cfg.train.batch);
+        c.add("train", t);
+
+        let t = Instant::now();
+        let x0: Vec<f64> = losses.x0_error.iter().map(|&v| v as f64).collect();
+        noise.observe(&b.sigma, &x0);
+        c.add("noise", t);
+        noise_events(&run, &mut noise, c.step, obs)?;
+
+        loss_sum += mean;
+        loss_n += 1;
+        sigmas.extend_from_slice(&b.sigma);
+        let position = c.step * batch;
+        let done = position >= total || budget_done(&c);
+        if crossed(position, batch, cfg.train.log_every_nimg) || done {
+            last_loss = loss_sum / loss_n as f64;
+            let mut seconds = c.seconds.clone();
+            seconds.insert("total".into(), c.total_seconds());
+            stats.write(&StatsLine {
+                step: c.step,
+                nimg: c.nimg,
+                nimg_scored: c.nimg_scored,
+                loss: last_loss,
+                lr,
+                seconds,
+                sigma_q: [
+                    quantile(&mut sigmas, 0.1),
+                    quantile(&mut sigmas, 0.5),
+                    quantile(&mut sigmas, 0.9),
+                ],
+                selection: None,
+            })?;
+            (loss_sum, loss_n) = (0.0, 0);
+            sigmas.clear();
+        }
+
+        // Sample grids are evaluation: booked to "eval", outside the training budget's
+        // phases of data/train/noise (they are counted in the total).
+        let every = cfg.train.sample_every_nimg;
+        if every > 0 && crossed(position, batch, every) && !done {
+            let t = Instant::now();
+            write_grid(
+                cfg,
+                &l,
+                &run.samples().join(format!("grid-nimg-{:09}.png", c.nimg)),
+            )?;
+            c.add("eval", t);
+        }
+
+        let extra = serde_json::json!({ "noise": noise.state() });
+        let seconds_now = c.total_seconds();
+        let mut labels: Vec<String> = cfg
+            .train
+            .snapshot_nimg
+            .iter()
+            .filter(|&&p| c.nimg - batch < p && c.nimg >= p)
+            .map(|p| format!("nimg-{p:012}"))
+            .collect();
+        labels.extend(
+            cfg.train
+                .snapshot_seconds
+                .iter()
+                .filter(|&&p| seconds_now >= p && !run.snapshots().join(seconds_label(p)).exists())
+                .map(|&p| seconds_label(p)),
+        );
+        for label in labels {
+            let t = Instant::now();
+            save_to(&run.snapshots().join(label), &l, &c, extra.clone(), 1)?;
+            c.add("checkpoint", t);
+        }
+        if crossed(position, batch, cfg.train.checkpoint_every_nimg) || done {
+            let t = Instant::now();
+            save_to(
+                &run.checkpoints(),
+                &l,
+                &c,
+                extra,
+                cfg.train.keep_checkpoints,
+            )?;
+            c.add("checkpoint", t);
+            last_saved = c.step;
+        }
+        obs.progress(position.min(total), total, mean);
+    }
+
+    let grid = run.samples().join("final.png");
+    if !grid.exists() {
+        write_grid(cfg, &l, &grid)?;
+    }
+    Ok(Outcome {
+        counters: c,
+        resumed_from,
+        last_loss,
+    })
+}
+
+/// The learner of an image run at its newest checkpoint (or a snapshot folder under
+/// `RUN/snapshots` when `label` is given), with its config and counters.
+pub fn load(dir: &Path, label: Option<&str>) -> Result<(RunConfig, ImageLearner, Counters)> {
+    let run = RunDir::new(dir);
+    if !run.config().exists() {
+        return Err(Error::Config(format!(
+            "{} is not a run directory (no config.toml); train one with `curadiff train --out {}`",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let cfg = run.read_config()?;
+    let mut l = learner(&cfg)?;
+    let folder = match label {
+        Some(s) => run.snapshots().join(s),
+        None => run.checkpoints(),
+    };
+    let Some((c, _)) = restore(&folder, &mut l)? else {
+        return Err(Error::Config(format!(
+            "{} has no checkpoint yet; run its training first",
+            folder.display()
+        )));
+    };
+    Ok((cfg, l, c))
+}
+
+/// The snapshot labels of a run (folder names under `RUN/snapshots`), sorted.
+pub fn snapshot_labels(dir: &Path) -> Result<Vec<String>> {
+    let root = RunDir::new(dir).snapshots();
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return Ok(Vec::new());
+    };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::presets::preset;
+    use crate::train::run::Quiet;
+
+    /// `fmnist` on the committed 200-image fixture with the tiny test U-Net: 4 steps of 16.
+    fn tiny_cfg() -> RunConfig {
+        let mut c = preset("fmnist").unwrap();
+        c.data.path = crate::train::image::tests::fixture_dir()
+            .display()
+            .to_string();
+        c.unet = Some(crate::train::image::tests::tiny());
+        c.train.batch = 16;
+        c.train.duration_nimg = 64;
+        c.train.checkpoint_every_nimg = 32;
+        c.train.log_every_nimg = 16;
+        c.train.sample_every_nimg = 0;
+        c.sampler.steps = 2;
+        c.train.snapshot_nimg = vec![32];
+        c.diffusion.schedule.kind = crate::diffusion::noise::ScheduleKind::Infonoise;
+        c.diffusion.schedule.warmup_steps = 1;
+        c.diffusion.schedule.refresh_every = 1;
+        c.diffusion.schedule.min_bin_count = 1;
+        c
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("curadiff-imgrun-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn an_interrupted_image_run_resumes_to_the_same_weights() {
+        // Run A trains 4 steps (checkpoints at steps 2 and 4). B is A's directory with the
+        // step-4 checkpoint and the final grid removed, as after a kill between them; training
+        // it again resumes at step 2 and must end with A's weights, EMA, noise state and stats.
+        let cfg = tiny_cfg();
+        let a = tmp("a");
+        let oa = train(&a, &cfg, &mut Quiet).unwrap();
+        assert_eq!((oa.counters.step, oa.counters.nimg), (4, 64));
+        assert!(a.join("samples/final.png").is_file());
+        assert!(a.join("snapshots/nimg-000000000032").is_dir());
+        let b = tmp("b");
+        std::fs::create_dir_all(b.join("checkpoints")).unwrap();
+        std::fs::create_dir_all(b.join("samples")).unwrap();
+        for f in [
+            "config.toml",
+            "stats.jsonl",
+            "checkpoints/ckpt-000000002.json",
+            "checkpoints/ckpt-000000002.safetensors",
+        ] {
+            std::fs::copy(a.join(f), b.join(f)).unwrap();
+        }
+        let ob = train(&b, &cfg, &mut Quiet).unwrap();
+        assert_eq!(ob.resumed_from, Some(2));
+        let (_, la, _) = load(&a, None).unwrap();
+        let (_, lb, _) = load(&b, None).unwrap();
+        assert_eq!(la.to_groups().unwrap(), lb.to_groups().unwrap());
+        let ca = checkpoint::latest(&a.join("checkpoints")).unwrap().unwrap();
+        let cb = checkpoint::latest(&b.join("checkpoints")).unwrap().unwrap();
+        assert_eq!(ca.meta.extra, cb.meta.extra);
+        let stats = |d: &Path| -> Vec<(u64, f64)> {
+            crate::train::stats::read(&d.join("stats.jsonl"))
+                .unwrap()
+                .iter()
+                .map(|l| (l.nimg, l.loss))
+                .collect()
+        };
+        assert_eq!(stats(&a), stats(&b));
+        // The same samples from both.
+        let pa = std::fs::read(a.join("samples/final.png")).unwrap();
+        let pb = std::fs::read(b.join("samples/final.png")).unwrap();
+        assert_eq!(pa, pb);
+        for d in [a, b] {
+            std::fs::remove_dir_all(d).ok();
+        }
+    }
+
+    #[test]
+    fn bad_image_data_is_refused_with_the_fix() {
+        let mut cfg = tiny_cfg();
+        // A network for 32×32 images on 28×28 data.
+        cfg.unet.as_mut().unwrap().resolution = 32;
+        let e = train(&tmp("shape"), &cfg, &mut Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[1, 28, 28]") && e.contains("unet.resolution"),
+            "{e}"
+        );
+        // Labels beyond the network's classes.
+        let mut cfg = tiny_cfg();
+        cfg.unet.as_mut().unwrap().num_classes = 5;
+        let e = train(&tmp("labels"), &cfg, &mut Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unet.num_classes = 5") && e.contains("label"),
+            "{e}"
+        );
+        // A missing dataset folder names the file and the package.
+        let mut cfg = tiny_cfg();
+        cfg.data.path = "/nonexistent/fmnist".into();
+        let e = train(&tmp("missing"), &cfg, &mut Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/fmnist") && e.contains("dataset-fashion-mnist"),
+            "{e}"
+        );
+        // npy without a path; exact targets on images.
+        let mut cfg = tiny_cfg();
+        cfg.data.kind = "npy".into();
+        cfg.data.path.clear();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("data.path"));
+        let mut cfg = tiny_cfg();
+        cfg.train.target = crate::train::config::LossTarget::Exact;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("train.target"));
+        for d in ["shape", "labels", "missing"] {
+            std::fs::remove_dir_all(tmp(d)).ok();
+        }
+    }
+}
