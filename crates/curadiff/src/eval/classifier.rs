@@ -1,0 +1,870 @@
+//! A Fashion-MNIST classifier trained by curadiff itself: the feature network of the image
+//! metrics ([`super::images`]) and the judge of class-conditional samples.
+//!
+//! The network is a small CNN on `[n, 1, 28, 28]` images in [-1, 1]:
+//! conv 3×3 1→32 (padding 1), max-pool 2, ReLU, conv 3×3 32→64, max-pool 2, ReLU,
+//! linear 64·7·7→128, ReLU (the 128-d penultimate features), linear 128→10 (the logits).
+//! It is trained with plain Adam (no weight decay, no weight normalisation, learning rate
+//! decayed to 0 along a half cosine) on the mean cross-entropy, with He-normal initial weights
+//! and zero biases. Training is deterministic: the initial weights come from the seed's
+//! `Stream::Init` and the example order of each epoch from its `Stream::Data`, so one seed
+//! gives one set of weights. The default config (5 epochs over the 60,000 training images)
+//! takes about 4 minutes on two CPU cores and reaches 91.3% accuracy on the 10,000 test images.
+//!
+//! Weights are stored as safetensors (f32, one tensor per parameter, named by its field path,
+//! e.g. `conv1.weight`), with the metadata `format = curadiff-fmnist-classifier`, a format
+//! version and the training config as JSON.
+//!
+//! # Cache location
+//!
+//! [`default_path`] is where a trained classifier is kept for reuse:
+//! - `$CURADIFF_CACHE/fmnist-classifier.safetensors` when `CURADIFF_CACHE` is set;
+//! - else `$XDG_CACHE_HOME/curadiff/fmnist-classifier.safetensors` when `XDG_CACHE_HOME` is
+//!   set to an absolute path;
+//! - else `$HOME/.cache/curadiff/fmnist-classifier.safetensors`;
+//! - else (no home) `curadiff/fmnist-classifier.safetensors` in the system temporary folder.
+//!
+//! Empty variables count as unset.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::module::{conv2d, linear, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::data::images::ImageSet;
+use crate::device;
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir, write_atomic};
+use crate::rng::{Rng, Stream};
+use crate::train::params::{self, HostParam};
+
+/// The name of the feature network in metric reports and in the weight file's metadata.
+pub const FEATURE_NETWORK: &str = "curadiff-fmnist-classifier";
+/// File name of the cached classifier (see [`default_path`]).
+pub const FILE_NAME: &str = "fmnist-classifier.safetensors";
+/// Version of the stored format; files of another version are refused.
+const FORMAT_VERSION: &str = "1";
+
+/// Image side in pixels.
+pub const SIDE: usize = 28;
+/// Values per image, `1 · 28 · 28`.
+pub const IMAGE_LEN: usize = SIDE * SIDE;
+/// Number of classes.
+pub const NUM_CLASSES: usize = 10;
+/// Width of the penultimate features.
+pub const FEATURE_DIM: usize = 128;
+
+const C1: usize = 32;
+const C2: usize = 64;
+const FLAT: usize = C2 * (SIDE / 4) * (SIDE / 4);
+
+/// Images per forward pass at inference, which bounds the memory of [`Classifier::features`].
+const INFER_BATCH: usize = 500;
+
+/// Random-stream index of the classifier: far above any training-step index, so that the
+/// classifier never reuses the draws of a diffusion run with the same seed.
+const CLASSIFIER_KEY: u64 = 0x434C_5346 << 32;
+
+/// How the classifier is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per optimiser step (the last step of an epoch takes the remainder).
+    pub batch: usize,
+    /// Initial Adam learning rate (β = 0.9, 0.999, ε = 1e-8), decayed to 0 along a half
+    /// cosine over the run.
+    pub lr: f64,
+    /// Seed of the initial weights and of the example order.
+    pub seed: u64,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            batch: 128,
+            lr: 1e-3,
+            seed: 0,
+        }
+    }
+}
+
+/// A 3×3 convolution with bias.
+#[derive(Module, Debug)]
+struct Conv {
+    /// [out, in, 3, 3]
+    weight: Param<Tensor<4>>,
+    /// [out]
+    bias: Param<Tensor<1>>,
+}
+
+/// A dense layer `y = x·W + b`.
+#[derive(Module, Debug)]
+struct Dense {
+    /// [in, out]
+    weight: Param<Tensor<2>>,
+    /// [out]
+    bias: Param<Tensor<1>>,
+}
+
+/// The CNN (see the module doc).
+#[derive(Module, Debug)]
+struct Net {
+    conv1: Conv,
+    conv2: Conv,
+    fc1: Dense,
+    fc2: Dense,
+}
+
+fn he_normal(fan_in: usize, n: usize, gain: f64, rng: &mut Rng) -> Vec<f32> {
+    let std = (gain / fan_in as f64).sqrt();
+    (0..n).map(|_| (rng.normal() * std) as f32).collect()
+}
+
+impl Conv {
+    fn init(cin: usize, cout: usize, rng: &mut Rng, device: &Device) -> Self {
+        let w = he_normal(cin * 9, cout * cin * 9, 2.0, rng);
+        Self {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [cout, cin, 3, 3]),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::zeros([cout], device)),
+        }
+    }
+
+    /// x: [b, in, h, w] → [b, out, h, w] (stride 1, padding 1).
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
+    }
+}
+
+impl Dense {
+    fn init(fan_in: usize, fan_out: usize, gain: f64, rng: &mut Rng, device: &Device) -> Self {
+        let w = he_normal(fan_in, fan_in * fan_out, gain, rng);
+        Self {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [fan_in, fan_out]),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::zeros([fan_out], device)),
+        }
+    }
+
+    /// x: [b, in] → [b, out].
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        linear(x, self.weight.val(), Some(self.bias.val()))
+    }
+}
+
+impl Net {
+    fn init(seed: u64, device: &Device) -> Self {
+        let mut rng = Rng::new(seed, Stream::Init, CLASSIFIER_KEY);
+        Self {
+            conv1: Conv::init(1, C1, &mut rng, device),
+            conv2: Conv::init(C1, C2, &mut rng, device),
+            fc1: Dense::init(FLAT, FEATURE_DIM, 2.0, &mut rng, device),
+            fc2: Dense::init(FEATURE_DIM, NUM_CLASSES, 1.0, &mut rng, device),
+        }
+    }
+
+    /// Images [b, 1, 28, 28] → penultimate features [b, 128].
+    fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let pool = || MaxPoolOptions::new([2, 2]);
+        // Max-pooling before the ReLU equals pooling after it and costs a quarter.
+        let h = relu(max_pool2d(self.conv1.forward(x), pool())); // [b, 32, 14, 14]
+        let h = relu(max_pool2d(self.conv2.forward(h), pool())); // [b, 64, 7, 7]
+        let b = h.dims()[0];
+        relu(self.fc1.forward(h.reshape([b, FLAT]))) // [b, 128]
+    }
+
+    /// Features [b, 128] → logits [b, 10].
+    fn logits(&self, features: Tensor<2>) -> Tensor<2> {
+        self.fc2.forward(features)
+    }
+}
+
+/// Plain Adam with bias correction on flat per-parameter moments.
+struct Adam {
+    t: u64,
+    m: Vec<Tensor<1>>,
+    v: Vec<Tensor<1>>,
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+struct AdamStep<'a> {
+    adam: &'a mut Adam,
+    grads: &'a GradientsParams,
+    lr: f64,
+    next: usize,
+}
+
+impl ModuleMapper for AdamStep<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let i = self.next;
+        self.next += 1;
+        let Some(g) = self.grads.get::<D>(param.id) else {
+            return param;
+        };
+        let dims = g.dims();
+        let n = g.shape().num_elements();
+        let g = g.reshape([n]); // [n]
+        let a = &mut *self.adam;
+        if a.m.len() <= i {
+            a.m.push(g.zeros_like());
+            a.v.push(g.zeros_like());
+        }
+        let m = a.m[i].clone().mul_scalar(BETA1) + g.clone().mul_scalar(1.0 - BETA1);
+        let v = a.v[i].clone().mul_scalar(BETA2) + g.square().mul_scalar(1.0 - BETA2);
+        let t = a.t as i32;
+        let m_hat = 1.0 / (1.0 - BETA1.powi(t));
+        let v_hat = 1.0 / (1.0 - BETA2.powi(t));
+        let update = m.clone().mul_scalar(self.lr * m_hat)
+            / v.clone().mul_scalar(v_hat).sqrt().add_scalar(EPS); // [n]
+        a.m[i] = m;
+        a.v[i] = v;
+        param.map(|w| {
+            let grad = w.is_require_grad();
+            let fresh = Tensor::from_inner(w.inner() - update.reshape(dims));
+            if grad {
+                fresh.require_grad()
+            } else {
+                fresh
+            }
+        })
+    }
+}
+
+impl Adam {
+    fn step(&mut self, net: Net, grads: &GradientsParams, lr: f64) -> Net {
+        self.t += 1;
+        net.map(&mut AdamStep {
+            adam: self,
+            grads,
+            lr,
+            next: 0,
+        })
+    }
+}
+
+/// A trained Fashion-MNIST classifier on the inference device.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    net: Net,
+    config: ClassifierConfig,
+}
+
+fn model_err<E: std::fmt::Debug>(what: &str) -> impl Fn(E) -> Error + '_ {
+    move |e| Error::Model(format!("cannot read {what}: {e:?}"))
+}
+
+/// Checks that `images` holds `n` Fashion-MNIST-shaped images with finite values.
+fn check_images(images: &[f32], n: usize) -> Result<()> {
+    if n.checked_mul(IMAGE_LEN) != Some(images.len()) {
+        return Err(Error::Model(format!(
+            "the Fashion-MNIST classifier takes images of shape [n, 1, 28, 28] (n·784 values \
+             in [-1, 1], row-major); got {} values for n = {n}",
+            images.len()
+        )));
+    }
+    if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Model(format!(
+            "image {} holds a non-finite value ({}) at pixel {}; the classifier takes finite \
+             values in [-1, 1]",
+            i / IMAGE_LEN,
+            images[i],
+            i % IMAGE_LEN
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `set` holds labelled `[1, 28, 28]` images of the ten Fashion-MNIST classes.
+pub(crate) fn check_set(set: &ImageSet, what: &str) -> Result<()> {
+    if (set.channels, set.height, set.width) != (1, SIDE, SIDE) {
+        return Err(Error::Model(format!(
+            "the {what} holds images of shape [{}, {}, {}]; the Fashion-MNIST classifier takes \
+             [1, 28, 28] (grayscale 28×28, values in [-1, 1])",
+            set.channels, set.height, set.width
+        )));
+    }
+    if let Some((i, &l)) = set
+        .labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| l as usize >= NUM_CLASSES)
+    {
+        return Err(Error::Model(format!(
+            "the {what} has label {l} at index {i}; the classifier knows the classes \
+             0..{NUM_CLASSES}"
+        )));
+    }
+    check_images(&set.pixels, set.len())
+}
+
+fn images_tensor(images: &[f32], n: usize, device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(images.to_vec(), [n, 1, SIDE, SIDE]), device)
+}
+
+/// The index of the largest value of each row of `[_, 10]` logits (the lowest on ties).
+fn argmax_rows(logits: &[f32]) -> Vec<usize> {
+    logits
+        .chunks_exact(NUM_CLASSES)
+        .map(|row| {
+            let mut best = 0;
+            for (c, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = c;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+/// Trains a classifier on `train` (normally the 60,000 Fashion-MNIST training images).
+/// `progress(done, total, loss)` is called after every optimiser step with the steps done,
+/// the steps in all and the batch's mean cross-entropy.
+pub fn train(
+    train: &ImageSet,
+    cfg: &ClassifierConfig,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<Classifier> {
+    check_set(train, "training set")?;
+    if train.is_empty() {
+        return Err(Error::Model(
+            "the classifier's training set is empty".into(),
+        ));
+    }
+    if cfg.epochs == 0 || cfg.batch == 0 {
+        return Err(Error::InvalidValue {
+            field: "classifier epochs/batch".into(),
+            why: format!(
+                "both must be at least 1 (got epochs = {}, batch = {})",
+                cfg.epochs, cfg.batch
+            ),
+        });
+    }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        return Err(Error::InvalidValue {
+            field: "classifier lr".into(),
+            why: format!("must be a positive number (got {})", cfg.lr),
+        });
+    }
+    let device = device::training();
+    let mut net = Net::init(cfg.seed, &device);
+    let mut adam = Adam {
+        t: 0,
+        m: Vec::new(),
+        v: Vec::new(),
+    };
+    let n = train.len();
+    let per_epoch = n.div_ceil(cfg.batch);
+    let total = per_epoch * cfg.epochs;
+    let mut done = 0;
+    let mut pixels = Vec::with_capacity(cfg.batch * IMAGE_LEN);
+    let mut onehot = Vec::with_capacity(cfg.batch * NUM_CLASSES);
+    for epoch in 0..cfg.epochs {
+        let mut rng = Rng::new(cfg.seed, Stream::Data, CLASSIFIER_KEY + epoch as u64);
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for chunk in order.chunks(cfg.batch) {
+            let b = chunk.len();
+            pixels.clear();
+            onehot.clear();
+            onehot.resize(b * NUM_CLASSES, 0.0f32);
+            for (row, &i) in chunk.iter().enumerate() {
+                pixels.extend_from_slice(train.image(i));
+                onehot[row * NUM_CLASSES + train.labels[i] as usize] = 1.0;
+            }
+            let x = images_tensor(&pixels, b, &device);
+            let y =
+                Tensor::<2>::from_data(TensorData::new(onehot.clone(), [b, NUM_CLASSES]), &device);
+            let logp = log_softmax(net.logits(net.features(x)), 1); // [b, 10]
+            let loss = (logp * y).sum().neg().div_scalar(b as f64); // [1]
+            let value: f64 = loss
+                .clone()
+                .inner()
+                .try_into_vec_as::<f32>()
+                .map_err(model_err("the classifier loss"))?[0] as f64;
+            if !value.is_finite() {
+                return Err(Error::Model(format!(
+                    "classifier training diverged: the loss is {value} at step {done} \
+                     (epoch {epoch}); lower the learning rate (now {})",
+                    cfg.lr
+                )));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            // Half-cosine decay from lr to 0 over the whole run.
+            let lr =
+                cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total as f64).cos());
+            net = adam.step(net, &grads, lr);
+            done += 1;
+            progress(done, total, value);
+        }
+    }
+    Ok(Classifier {
+        net: net.valid(),
+        config: cfg.clone(),
+    })
+}
+
+/// The cache path from the values of `CURADIFF_CACHE`, `XDG_CACHE_HOME` and `HOME`.
+fn cache_path(
+    curadiff_cache: Option<OsString>,
+    xdg_cache_home: Option<OsString>,
+    home: Option<OsString>,
+) -> PathBuf {
+    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set(curadiff_cache) {
+        return dir.join(FILE_NAME);
+    }
+    if let Some(dir) = set(xdg_cache_home).filter(|p| p.is_absolute()) {
+        return dir.join("curadiff").join(FILE_NAME);
+    }
+    if let Some(home) = set(home) {
+        return home.join(".cache").join("curadiff").join(FILE_NAME);
+    }
+    std::env::temp_dir().join("curadiff").join(FILE_NAME)
+}
+
+/// Where a trained classifier is cached (see the module doc for the rules).
+pub fn default_path() -> PathBuf {
+    cache_path(
+        std::env::var_os("CURADIFF_CACHE"),
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+impl Classifier {
+    /// The config the classifier was trained with.
+    pub fn config(&self) -> &ClassifierConfig {
+        &self.config
+    }
+
+    /// Width of [`Classifier::features`] per image (128).
+    pub fn feature_dim(&self) -> usize {
+        FEATURE_DIM
+    }
+
+    /// Writes the weights to `path` (safetensors, atomically), creating its folder.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_dir(dir)?;
+        }
+        let host = params::to_host(&self.net)?;
+        let raw: Vec<(&str, Vec<u8>)> = host
+            .iter()
+            .map(|p| {
+                let bytes = p.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (p.name.as_str(), bytes)
+            })
+            .collect();
+        let mut views = Vec::with_capacity(raw.len());
+        for (p, (name, bytes)) in host.iter().zip(&raw) {
+            let view = TensorView::new(Dtype::F32, p.shape.clone(), bytes)
+                .map_err(|e| Error::Model(format!("cannot store tensor {name}: {e}")))?;
+            views.push((*name, view));
+        }
+        let config = serde_json::to_string(&self.config)
+            .map_err(|e| Error::Model(format!("cannot serialise the classifier config: {e}")))?;
+        let meta = HashMap::from([
+            ("format".to_string(), FEATURE_NETWORK.to_string()),
+            ("version".to_string(), FORMAT_VERSION.to_string()),
+            ("config".to_string(), config),
+        ]);
+        let file = safetensors::serialize(views, &Some(meta))
+            .map_err(|e| Error::Model(format!("cannot serialise the classifier: {e}")))?;
+        write_atomic(path, &file)
+    }
+
+    /// Reads a classifier written by [`Classifier::save`]. A missing, truncated or foreign
+    /// file is an error that names it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bad = |why: String| Error::BadFile {
+            path: path.to_path_buf(),
+            why,
+        };
+        let bytes = std::fs::read(path).map_err(|e| {
+            bad(format!(
+                "cannot read the Fashion-MNIST classifier ({e}); train one first"
+            ))
+        })?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+            bad(format!(
+                "not a complete safetensors file ({e:?}): truncated or corrupt; delete it and \
+                 train the classifier again"
+            ))
+        })?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("unreadable safetensors header ({e:?})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let format = meta.get("format").map(String::as_str);
+        if format != Some(FEATURE_NETWORK) {
+            return Err(bad(format!(
+                "not a {FEATURE_NETWORK} file (its metadata format is {format:?})"
+            )));
+        }
+        let version = meta.get("version").map(String::as_str);
+        if version != Some(FORMAT_VERSION) {
+            return Err(bad(format!(
+                "classifier format version {version:?}; this curadiff reads version \
+                 {FORMAT_VERSION}: train the classifier again"
+            )));
+        }
+        let config: ClassifierConfig = meta
+            .get("config")
+            .ok_or_else(|| bad("the metadata has no training config".into()))
+            .and_then(|c| {
+                serde_json::from_str(c).map_err(|e| bad(format!("malformed training config: {e}")))
+            })?;
+        let net = Net::init(0, &device::inference());
+        let expected = params::to_host(&net)?;
+        let mut stored = Vec::with_capacity(expected.len());
+        for p in &expected {
+            let view = st
+                .tensor(&p.name)
+                .map_err(|_| bad(format!("tensor {} is missing", p.name)))?;
+            if view.dtype() != Dtype::F32 || view.shape() != p.shape.as_slice() {
+                return Err(bad(format!(
+                    "tensor {} is {:?} {:?}, expected F32 {:?}",
+                    p.name,
+                    view.dtype(),
+                    view.shape(),
+                    p.shape
+                )));
+            }
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if let Some(v) = data.iter().find(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "tensor {} holds a non-finite value {v}",
+                    p.name
+                )));
+            }
+            stored.push(HostParam {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                data,
+            });
+        }
+        if st.len() != expected.len() {
+            return Err(bad(format!(
+                "{} tensors stored, the classifier has {}",
+                st.len(),
+                expected.len()
+            )));
+        }
+        let net = params::from_host(net, &stored).map_err(|e| bad(e.to_string()))?;
+        Ok(Self { net, config })
+    }
+
+    /// Runs the network over `n` images in batches; `f` maps a batch's features to its
+    /// per-image output and gets the batch size.
+    fn batched<T>(
+        &self,
+        images: &[f32],
+        n: usize,
+        mut f: impl FnMut(&Net, Tensor<2>, usize) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        check_images(images, n)?;
+        let device = device::inference();
+        let mut out = Vec::new();
+        for chunk in images.chunks(INFER_BATCH * IMAGE_LEN) {
+            let b = chunk.len() / IMAGE_LEN;
+            let feats = self.net.features(images_tensor(chunk, b, &device));
+            out.extend(f(&self.net, feats, b)?);
+        }
+        Ok(out)
+    }
+
+    /// Penultimate features of `n` images `[n, 1, 28, 28]` in [-1, 1]: `[n, 128]` row-major.
+    pub fn features(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.batched(images, n, |_, feats, _| {
+            feats
+                .try_into_vec_as::<f32>()
+                .map_err(model_err("the classifier features"))
+        })
+    }
+
+    /// Logits of `n` images: `[n, 10]` row-major.
+    pub fn logits(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.batched(images, n, |net, feats, _| {
+            net.logits(feats)
+                .try_into_vec_as::<f32>()
+                .map_err(model_err("the classifier logits"))
+        })
+    }
+
+    /// The most likely class of each of `n` images (the lowest class on ties).
+    pub fn predict(&self, images: &[f32], n: usize) -> Result<Vec<usize>> {
+        Ok(argmax_rows(&self.logits(images, n)?))
+    }
+
+    /// The most likely class of each of `n` images given their [`Classifier::features`]
+    /// (`[n, 128]`), without running the convolutions again.
+    pub fn predict_from_features(&self, features: &[f32], n: usize) -> Result<Vec<usize>> {
+        if n.checked_mul(FEATURE_DIM) != Some(features.len()) {
+            return Err(Error::Model(format!(
+                "expected [n, {FEATURE_DIM}] classifier features for n = {n}, got {} values",
+                features.len()
+            )));
+        }
+        let device = device::inference();
+        let mut out = Vec::with_capacity(n);
+        for chunk in features.chunks(INFER_BATCH * FEATURE_DIM) {
+            let b = chunk.len() / FEATURE_DIM;
+            let f =
+                Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [b, FEATURE_DIM]), &device);
+            let logits = self
+                .net
+                .logits(f)
+                .try_into_vec_as::<f32>()
+                .map_err(model_err("the classifier logits"))?;
+            out.extend(argmax_rows(&logits));
+        }
+        Ok(out)
+    }
+
+    /// Fraction of `set` classified as its label (0 for an empty set).
+    pub fn accuracy(&self, set: &ImageSet) -> Result<f64> {
+        check_set(set, "image set")?;
+        if set.is_empty() {
+            return Ok(0.0);
+        }
+        let pred = self.predict(&set.pixels, set.len())?;
+        let right = pred
+            .iter()
+            .zip(&set.labels)
+            .filter(|&(&p, &l)| p == l as usize)
+            .count();
+        Ok(right as f64 / set.len() as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::images::{load_fashion_mnist, Split, FASHION_MNIST_DIR};
+
+    fn fixture_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fmnist-fixture")
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("curadiff-classifier-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn quick() -> ClassifierConfig {
+        ClassifierConfig {
+            epochs: 4,
+            batch: 32,
+            lr: 2e-3,
+            seed: 5,
+        }
+    }
+
+    #[test]
+    fn training_is_deterministic_and_learns_on_the_fixture() {
+        let train_set = load_fashion_mnist(&fixture_dir(), Split::Train).unwrap();
+        let test_set = load_fashion_mnist(&fixture_dir(), Split::Test).unwrap();
+        let mut calls = Vec::new();
+        let a = train(&train_set, &quick(), &mut |d, t, l| calls.push((d, t, l))).unwrap();
+        let b = train(&train_set, &quick(), &mut |_, _, _| {}).unwrap();
+        // 200 images in batches of 32: 7 steps per epoch.
+        assert_eq!(calls.len(), 28);
+        assert_eq!((calls[27].0, calls[27].1), (28, 28));
+        assert!(calls.iter().all(|c| c.2.is_finite()));
+        let pa = a.predict(&test_set.pixels, test_set.len()).unwrap();
+        let pb = b.predict(&test_set.pixels, test_set.len()).unwrap();
+        assert_eq!(pa, pb);
+        assert_eq!(
+            params::to_host(&a.net).unwrap(),
+            params::to_host(&b.net).unwrap()
+        );
+        // Another seed gives other weights.
+        let c = train(
+            &train_set,
+            &ClassifierConfig { seed: 6, ..quick() },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        assert_ne!(
+            params::to_host(&a.net).unwrap(),
+            params::to_host(&c.net).unwrap()
+        );
+        // 200 training images are enough to beat chance (10%) by far.
+        let acc = a.accuracy(&test_set).unwrap();
+        assert!(acc > 0.5, "fixture test accuracy {acc}");
+        // The loss goes down: mean of the last epoch below the first.
+        let first: f64 = calls[..7].iter().map(|c| c.2).sum::<f64>() / 7.0;
+        let last: f64 = calls[21..].iter().map(|c| c.2).sum::<f64>() / 7.0;
+        assert!(last < first, "loss {first} → {last}");
+    }
+
+    #[test]
+    fn save_load_round_trip_and_damaged_files() {
+        let set = load_fashion_mnist(&fixture_dir(), Split::Train).unwrap();
+        let cfg = ClassifierConfig {
+            epochs: 1,
+            ..quick()
+        };
+        let clf = train(&set, &cfg, &mut |_, _, _| {}).unwrap();
+        let dir = temp_dir("save");
+        let path = dir.join("nested").join(FILE_NAME);
+        clf.save(&path).unwrap();
+        let back = Classifier::load(&path).unwrap();
+        assert_eq!(back.config(), &cfg);
+        let fa = clf.features(&set.pixels, set.len()).unwrap();
+        let fb = back.features(&set.pixels, set.len()).unwrap();
+        assert_eq!(fa.len(), set.len() * FEATURE_DIM);
+        assert_eq!(fa, fb);
+        assert!(fa.iter().all(|&v| v >= 0.0), "ReLU features");
+
+        // Truncated.
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = dir.join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+        let e = Classifier::load(&cut).unwrap_err().to_string();
+        assert!(
+            e.contains("cut.safetensors") && e.contains("truncated"),
+            "{e}"
+        );
+        // Missing.
+        let e = Classifier::load(&dir.join("none.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("none.safetensors"), "{e}");
+        // Not safetensors at all.
+        let junk = dir.join("junk.safetensors");
+        std::fs::write(&junk, b"{\"hello\": 1}").unwrap();
+        let e = Classifier::load(&junk).unwrap_err().to_string();
+        assert!(e.contains("junk.safetensors"), "{e}");
+        // A valid safetensors file of something else.
+        let bytes: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view = TensorView::new(Dtype::F32, vec![2], &bytes).unwrap();
+        let other = safetensors::serialize([("w", view)], &None).unwrap();
+        let foreign = dir.join("foreign.safetensors");
+        std::fs::write(&foreign, other).unwrap();
+        let e = Classifier::load(&foreign).unwrap_err().to_string();
+        assert!(
+            e.contains("foreign.safetensors") && e.contains(FEATURE_NETWORK),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_image_shapes_are_errors_that_say_the_expected_form() {
+        let set = load_fashion_mnist(&fixture_dir(), Split::Test).unwrap();
+        let small = set.subset(&(0..20).collect::<Vec<_>>());
+        let clf = train(
+            &small,
+            &ClassifierConfig {
+                epochs: 1,
+                ..quick()
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let e = clf
+            .features(&set.pixels[..3 * IMAGE_LEN - 1], 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[n, 1, 28, 28]") && e.contains("n = 3"), "{e}");
+        let mut rgb = small.clone();
+        rgb.channels = 3;
+        rgb.height = 14;
+        rgb.width = 28 * 28 / 14 / 3;
+        let e = clf.accuracy(&rgb).unwrap_err().to_string();
+        assert!(e.contains("[1, 28, 28]"), "{e}");
+        let mut nan = small.pixels[..IMAGE_LEN * 2].to_vec();
+        nan[IMAGE_LEN + 5] = f32::NAN;
+        let e = clf.predict(&nan, 2).unwrap_err().to_string();
+        assert!(e.contains("image 1") && e.contains("pixel 5"), "{e}");
+        assert_eq!(clf.features(&[], 0).unwrap(), Vec::<f32>::new());
+        let e = train(&rgb, &quick(), &mut |_, _, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[1, 28, 28]"), "{e}");
+    }
+
+    #[test]
+    fn cache_path_rules() {
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            cache_path(os("/c"), os("/x"), os("/h")),
+            PathBuf::from("/c/fmnist-classifier.safetensors")
+        );
+        assert_eq!(
+            cache_path(os(""), os("/x"), os("/h")),
+            PathBuf::from("/x/curadiff/fmnist-classifier.safetensors")
+        );
+        assert_eq!(
+            cache_path(None, os("relative"), os("/h")),
+            PathBuf::from("/h/.cache/curadiff/fmnist-classifier.safetensors")
+        );
+        assert_eq!(
+            cache_path(None, None, None),
+            std::env::temp_dir().join("curadiff/fmnist-classifier.safetensors")
+        );
+    }
+
+    /// Trains the default classifier on the 60,000 training images and checks its accuracy on
+    /// the 10,000 test images. Minutes of CPU: run with `--ignored`.
+    #[test]
+    #[ignore]
+    fn full_fashion_mnist_classifier_reaches_90_percent() {
+        let dir = Path::new(FASHION_MNIST_DIR);
+        if !dir.join("train-images-idx3-ubyte.gz").is_file() {
+            eprintln!(
+                "skipped: Fashion-MNIST is not installed in {FASHION_MNIST_DIR} \
+                 (apt-get install dataset-fashion-mnist)"
+            );
+            return;
+        }
+        let train_set = load_fashion_mnist(dir, Split::Train).unwrap();
+        let test_set = load_fashion_mnist(dir, Split::Test).unwrap();
+        let start = std::time::Instant::now();
+        let cfg = ClassifierConfig::default();
+        let clf = train(&train_set, &cfg, &mut |done, total, loss| {
+            if done % 100 == 0 || done == total {
+                eprintln!(
+                    "step {done}/{total} loss {loss:.4} ({:.0} s)",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        })
+        .unwrap();
+        let trained = start.elapsed().as_secs_f64();
+        let acc = clf.accuracy(&test_set).unwrap();
+        eprintln!(
+            "{cfg:?}: test accuracy {acc:.4}, training {trained:.0} s, evaluation {:.0} s",
+            start.elapsed().as_secs_f64() - trained
+        );
+        assert!(acc >= 0.90, "test accuracy {acc}");
+    }
+}
