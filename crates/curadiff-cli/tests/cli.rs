@@ -618,3 +618,85 @@ set = ["select.method=jest", "select.filter_ratio=0.75", "select.chunks=4", "sel
         (Some(0), Some(2))
     );
 }
+
+/// The committed 200-image Fashion-MNIST fixture (train and test files).
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../curadiff/tests/data/fmnist-fixture")
+}
+
+#[test]
+fn images_train_sample_and_evaluate_end_to_end() {
+    // A tiny class-conditional U-Net on the fixture: train, sample with and without CFG
+    // (npy + labels + PNG grid), train a feature classifier on the fixture, evaluate.
+    let tmp = TempDir::new("images");
+    let run_dir = tmp.join("run");
+    let data = fixture();
+    let data_s = format!("data.path={}", data.display());
+    let sets = [
+        "--set", &data_s, "--set", "unet.channels=4", "--set", "unet.mults=[1, 2]",
+        "--set", "unet.noise_channels=8", "--set", "unet.emb_channels=8",
+        "--set", "train.batch=16", "--set", "train.duration_nimg=64",
+        "--set", "train.log_every_nimg=32", "--set", "train.checkpoint_every_nimg=32",
+        "--set", "train.sample_every_nimg=32", "--set", "sampler.steps=3",
+    ];
+    let mut args = vec!["train", "--preset", "fmnist", "--out", run_dir.to_str().unwrap()];
+    args.extend_from_slice(&sets);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(run_dir.join("samples/final.png").is_file());
+    assert!(run_dir.join("samples/grid-nimg-000000032.png").is_file());
+
+    let out = tmp.join("s.npy");
+    let grid = tmp.join("s.png");
+    let r = run_dir.to_str().unwrap();
+    let o = run(&[
+        "sample", "--run", r, "--n", "12", "--cfg", "2", "--out", out.to_str().unwrap(),
+        "--plot", grid.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(grid.is_file());
+    let bytes = std::fs::read(&out).unwrap();
+    let head = String::from_utf8_lossy(&bytes[..128]).to_string();
+    assert!(head.contains("'shape': (12, 1, 28, 28)") && head.contains("<f4"), "{head}");
+    let labels = std::fs::read(tmp.join("s.labels.npy")).unwrap();
+    // int64 labels 0, 1, …, 9, 0, 1 after the 128-byte header.
+    let l: Vec<i64> = labels[128..]
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(l, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    let vals: Vec<f32> = bytes[128..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert!(vals.iter().all(|v| v.is_finite() && (-1.0..=1.0).contains(v)));
+    // A class out of range is refused with the valid range.
+    let o = run(&["sample", "--run", r, "--n", "2", "--class", "10", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("0..9"), "{}", stderr(&o));
+
+    // Metrics need the feature classifier: a clear error without it, then train one (on the
+    // fixture, 1 epoch) and evaluate the samples against the fixture's test images.
+    let clf = tmp.join("clf.safetensors");
+    let d = data.to_str().unwrap();
+    let o = run(&["eval", "images", "--samples", out.to_str().unwrap(), "--classifier", clf.to_str().unwrap(), "--data", d]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("curadiff classifier"), "{}", stderr(&o));
+    let o = run(&["classifier", "--out", clf.to_str().unwrap(), "--data", d, "--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["eval", "images", "--samples", out.to_str().unwrap(), "--classifier", clf.to_str().unwrap(), "--data", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(m["fd"].as_f64().unwrap() > 0.0);
+    assert_eq!(m["feature_network"], "curadiff-fmnist-classifier");
+    assert_eq!(m["n_samples"], 12);
+    let acc = m["class_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+
+    // A .npy of the wrong shape is refused naming the file and the expected form.
+    let bad = tmp.join("bad.npy");
+    write_npy_f32(&bad, &[3, 5], &[0.0; 15]);
+    let o = run(&["eval", "images", "--samples", bad.to_str().unwrap(), "--classifier", clf.to_str().unwrap(), "--data", d]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.npy") && stderr(&o).contains("[N, C, H, W]"), "{}", stderr(&o));
+}
