@@ -670,6 +670,24 @@ fn images_train_sample_and_evaluate_end_to_end() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert!(vals.iter().all(|v| v.is_finite() && (-1.0..=1.0).contains(v)));
+    // Autoguidance by a smaller, shorter-trained run of the same task.
+    let guide_dir = tmp.join("guide");
+    let mut args = vec!["train", "--preset", "fmnist-guide", "--out", guide_dir.to_str().unwrap()];
+    args.extend_from_slice(&sets);
+    args.extend_from_slice(&["--set", "unet.channels=2", "--set", "train.duration_nimg=32"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ag = tmp.join("ag.npy");
+    let o = run(&[
+        "sample", "--run", r, "--guide", guide_dir.to_str().unwrap(), "--guidance", "2",
+        "--n", "4", "--out", ag.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "sample", "--run", r, "--guide", guide_dir.to_str().unwrap(), "--guidance", "2",
+        "--cfg", "2", "--n", "4", "--out", ag.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "autoguidance and CFG together are refused");
     // A class out of range is refused with the valid range.
     let o = run(&["sample", "--run", r, "--n", "2", "--class", "10", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
