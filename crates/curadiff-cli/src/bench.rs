@@ -10,6 +10,9 @@ use std::time::Instant;
 
 /// Times `steps` training steps of `name` after 3 warm-up steps; prints one JSON line.
 pub fn speed(name: &str, steps: u64) -> Result<()> {
+    if name == "classifier" {
+        return classifier_speed(steps);
+    }
     let cfg = preset(name)?;
     if cfg.data.is_images() {
         return image_speed(name, &cfg, steps);
@@ -117,6 +120,37 @@ fn image_speed(name: &str, cfg: &curadiff::train::config::RunConfig, steps: u64)
                           "seconds": t_sample, "images_per_s": b as f64 / t_sample },
             "projected_preset_seconds": (data + train) / n
                 * (cfg.train.duration_nimg as f64 / b as f64),
+        })
+    );
+    Ok(())
+}
+
+/// The feature classifier: training images/s (batch 128, `steps` steps) and feature
+/// extraction images/s on the 10,000 test images; one JSON line.
+fn classifier_speed(steps: u64) -> Result<()> {
+    use curadiff::data::images::{load_fashion_mnist, Split, FASHION_MNIST_DIR};
+    use curadiff::eval::classifier::{train, ClassifierConfig};
+    let dir = std::path::Path::new(FASHION_MNIST_DIR);
+    let all = load_fashion_mnist(dir, Split::Train)?;
+    let n = (steps.max(1) as usize * 128).min(all.len());
+    let sub = all.subset(&(0..n).collect::<Vec<_>>());
+    let cfg = ClassifierConfig {
+        epochs: 1,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let clf = train(&sub, &cfg, &mut |_, _, _| {})?;
+    let t_train = t.elapsed().as_secs_f64();
+    let test = load_fashion_mnist(dir, Split::Test)?;
+    let t = Instant::now();
+    clf.features(&test.pixels, test.len())?;
+    let t_feat = t.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "preset": "classifier", "batch": cfg.batch, "threads": rayon_threads(),
+            "train_images": n, "train_images_per_s": n as f64 / t_train,
+            "feature_images": test.len(), "feature_images_per_s": test.len() as f64 / t_feat,
         })
     );
     Ok(())

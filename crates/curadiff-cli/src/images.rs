@@ -11,13 +11,21 @@ use std::time::Instant;
 
 /// The Fashion-MNIST folder: `--data`, or the Debian package's location.
 fn fmnist_dir(data: Option<&Path>) -> PathBuf {
-    data.map_or_else(|| PathBuf::from(images::FASHION_MNIST_DIR), Path::to_path_buf)
+    data.map_or_else(
+        || PathBuf::from(images::FASHION_MNIST_DIR),
+        Path::to_path_buf,
+    )
 }
 
 /// `curadiff classifier`: trains the feature classifier on the 60,000 training images,
 /// reports its test accuracy and saves it (default: the cache path). An existing file is kept
 /// (its accuracy is reported) unless `force`.
-pub fn train_classifier(out: Option<PathBuf>, data: Option<PathBuf>, cfg: ClassifierConfig, force: bool) -> Result<()> {
+pub fn train_classifier(
+    out: Option<PathBuf>,
+    data: Option<PathBuf>,
+    cfg: ClassifierConfig,
+    force: bool,
+) -> Result<()> {
     let path = out.unwrap_or_else(classifier::default_path);
     let dir = fmnist_dir(data.as_deref());
     let test = images::load_fashion_mnist(&dir, Split::Test)?;

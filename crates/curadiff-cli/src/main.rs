@@ -125,7 +125,7 @@ enum Command {
     /// Benchmarks: `--speed PRESET` times training steps split into data and model;
     /// `--grid FILE.toml --out DIR` runs an equal-budget grid of arms × seeds (resumable).
     Bench {
-        /// Preset to time.
+        /// Preset to time (`classifier`: the Fashion-MNIST feature classifier).
         #[arg(long, conflicts_with = "grid")]
         speed: Option<String>,
         /// Grid file (arms × seeds × budgets).
@@ -508,12 +508,19 @@ fn execute(cli: Cli) -> Result<()> {
                 },
         } => match (samples, run) {
             (Some(s), _) => {
-                let m = images::eval_samples(&s, labels, classifier.as_deref(), data.as_deref(), seed)?;
+                let m =
+                    images::eval_samples(&s, labels, classifier.as_deref(), data.as_deref(), seed)?;
                 println!("{}", serde_json::to_string_pretty(&m)?);
             }
-            (None, Some(r)) => {
-                images::eval_run(&r, snapshots, n, cfg, classifier.as_deref(), data.as_deref(), seed)?
-            }
+            (None, Some(r)) => images::eval_run(
+                &r,
+                snapshots,
+                n,
+                cfg,
+                classifier.as_deref(),
+                data.as_deref(),
+                seed,
+            )?,
             (None, None) => anyhow::bail!(curadiff::Error::Config(
                 "eval images needs --samples FILE.npy or --run RUN".into()
             )),

@@ -633,13 +633,36 @@ fn images_train_sample_and_evaluate_end_to_end() {
     let data = fixture();
     let data_s = format!("data.path={}", data.display());
     let sets = [
-        "--set", &data_s, "--set", "unet.channels=4", "--set", "unet.mults=[1, 2]",
-        "--set", "unet.noise_channels=8", "--set", "unet.emb_channels=8",
-        "--set", "train.batch=16", "--set", "train.duration_nimg=64",
-        "--set", "train.log_every_nimg=32", "--set", "train.checkpoint_every_nimg=32",
-        "--set", "train.sample_every_nimg=32", "--set", "sampler.steps=3",
+        "--set",
+        &data_s,
+        "--set",
+        "unet.channels=4",
+        "--set",
+        "unet.mults=[1, 2]",
+        "--set",
+        "unet.noise_channels=8",
+        "--set",
+        "unet.emb_channels=8",
+        "--set",
+        "train.batch=16",
+        "--set",
+        "train.duration_nimg=64",
+        "--set",
+        "train.log_every_nimg=32",
+        "--set",
+        "train.checkpoint_every_nimg=32",
+        "--set",
+        "train.sample_every_nimg=32",
+        "--set",
+        "sampler.steps=3",
     ];
-    let mut args = vec!["train", "--preset", "fmnist", "--out", run_dir.to_str().unwrap()];
+    let mut args = vec![
+        "train",
+        "--preset",
+        "fmnist",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(&sets);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -650,14 +673,26 @@ fn images_train_sample_and_evaluate_end_to_end() {
     let grid = tmp.join("s.png");
     let r = run_dir.to_str().unwrap();
     let o = run(&[
-        "sample", "--run", r, "--n", "12", "--cfg", "2", "--out", out.to_str().unwrap(),
-        "--plot", grid.to_str().unwrap(),
+        "sample",
+        "--run",
+        r,
+        "--n",
+        "12",
+        "--cfg",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--plot",
+        grid.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(grid.is_file());
     let bytes = std::fs::read(&out).unwrap();
     let head = String::from_utf8_lossy(&bytes[..128]).to_string();
-    assert!(head.contains("'shape': (12, 1, 28, 28)") && head.contains("<f4"), "{head}");
+    assert!(
+        head.contains("'shape': (12, 1, 28, 28)") && head.contains("<f4"),
+        "{head}"
+    );
     let labels = std::fs::read(tmp.join("s.labels.npy")).unwrap();
     // int64 labels 0, 1, …, 9, 0, 1 after the 128-byte header.
     let l: Vec<i64> = labels[128..]
@@ -669,27 +704,74 @@ fn images_train_sample_and_evaluate_end_to_end() {
         .chunks(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    assert!(vals.iter().all(|v| v.is_finite() && (-1.0..=1.0).contains(v)));
+    assert!(vals
+        .iter()
+        .all(|v| v.is_finite() && (-1.0..=1.0).contains(v)));
     // Autoguidance by a smaller, shorter-trained run of the same task.
     let guide_dir = tmp.join("guide");
-    let mut args = vec!["train", "--preset", "fmnist-guide", "--out", guide_dir.to_str().unwrap()];
+    let mut args = vec![
+        "train",
+        "--preset",
+        "fmnist-guide",
+        "--out",
+        guide_dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(&sets);
-    args.extend_from_slice(&["--set", "unet.channels=2", "--set", "train.duration_nimg=32"]);
+    args.extend_from_slice(&[
+        "--set",
+        "unet.channels=2",
+        "--set",
+        "train.duration_nimg=32",
+    ]);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let ag = tmp.join("ag.npy");
     let o = run(&[
-        "sample", "--run", r, "--guide", guide_dir.to_str().unwrap(), "--guidance", "2",
-        "--n", "4", "--out", ag.to_str().unwrap(),
+        "sample",
+        "--run",
+        r,
+        "--guide",
+        guide_dir.to_str().unwrap(),
+        "--guidance",
+        "2",
+        "--n",
+        "4",
+        "--out",
+        ag.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&[
-        "sample", "--run", r, "--guide", guide_dir.to_str().unwrap(), "--guidance", "2",
-        "--cfg", "2", "--n", "4", "--out", ag.to_str().unwrap(),
+        "sample",
+        "--run",
+        r,
+        "--guide",
+        guide_dir.to_str().unwrap(),
+        "--guidance",
+        "2",
+        "--cfg",
+        "2",
+        "--n",
+        "4",
+        "--out",
+        ag.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(2), "autoguidance and CFG together are refused");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "autoguidance and CFG together are refused"
+    );
     // A class out of range is refused with the valid range.
-    let o = run(&["sample", "--run", r, "--n", "2", "--class", "10", "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "sample",
+        "--run",
+        r,
+        "--n",
+        "2",
+        "--class",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("0..9"), "{}", stderr(&o));
 
@@ -697,12 +779,38 @@ fn images_train_sample_and_evaluate_end_to_end() {
     // fixture, 1 epoch) and evaluate the samples against the fixture's test images.
     let clf = tmp.join("clf.safetensors");
     let d = data.to_str().unwrap();
-    let o = run(&["eval", "images", "--samples", out.to_str().unwrap(), "--classifier", clf.to_str().unwrap(), "--data", d]);
+    let o = run(&[
+        "eval",
+        "images",
+        "--samples",
+        out.to_str().unwrap(),
+        "--classifier",
+        clf.to_str().unwrap(),
+        "--data",
+        d,
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("curadiff classifier"), "{}", stderr(&o));
-    let o = run(&["classifier", "--out", clf.to_str().unwrap(), "--data", d, "--epochs", "1"]);
+    let o = run(&[
+        "classifier",
+        "--out",
+        clf.to_str().unwrap(),
+        "--data",
+        d,
+        "--epochs",
+        "1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&["eval", "images", "--samples", out.to_str().unwrap(), "--classifier", clf.to_str().unwrap(), "--data", d]);
+    let o = run(&[
+        "eval",
+        "images",
+        "--samples",
+        out.to_str().unwrap(),
+        "--classifier",
+        clf.to_str().unwrap(),
+        "--data",
+        d,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(m["fd"].as_f64().unwrap() > 0.0);
@@ -714,7 +822,20 @@ fn images_train_sample_and_evaluate_end_to_end() {
     // A .npy of the wrong shape is refused naming the file and the expected form.
     let bad = tmp.join("bad.npy");
     write_npy_f32(&bad, &[3, 5], &[0.0; 15]);
-    let o = run(&["eval", "images", "--samples", bad.to_str().unwrap(), "--classifier", clf.to_str().unwrap(), "--data", d]);
+    let o = run(&[
+        "eval",
+        "images",
+        "--samples",
+        bad.to_str().unwrap(),
+        "--classifier",
+        clf.to_str().unwrap(),
+        "--data",
+        d,
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("bad.npy") && stderr(&o).contains("[N, C, H, W]"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bad.npy") && stderr(&o).contains("[N, C, H, W]"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -118,6 +118,15 @@ impl Grid {
         if g.samples == 0 || g.eval_samples == 0 {
             return Err(bad("samples and eval_samples must be at least 1"));
         }
+        for p in g.arms.iter().map(|a| &a.preset).chain([&g.guide.preset]) {
+            if preset(p)?.data.is_images() {
+                return Err(bad(&format!(
+                    "preset '{p}' trains on images; grids evaluate the toy's exact metrics \
+                     only so far (for images, train runs with snapshots and use \
+                     `curadiff eval images --run RUN --snapshots`)"
+                )));
+            }
+        }
         let mut names: Vec<&str> = g.arms.iter().map(|a| a.name.as_str()).collect();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {

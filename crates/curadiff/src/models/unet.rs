@@ -107,7 +107,7 @@ impl UnetConfig {
             ));
         }
         let div = 1usize << (self.mults.len() - 1);
-        if self.resolution % div != 0 {
+        if !self.resolution.is_multiple_of(div) {
             return Err(invalid(
                 "resolution",
                 format!(
@@ -124,7 +124,7 @@ impl UnetConfig {
         }
         for &l in &self.attn_levels {
             let c = self.channels * self.mults[l];
-            if c > self.head_channels && c % self.head_channels != 0 {
+            if c > self.head_channels && !c.is_multiple_of(self.head_channels) {
                 return Err(invalid(
                     "head_channels",
                     format!(

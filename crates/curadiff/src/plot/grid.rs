@@ -18,7 +18,7 @@ pub fn image_grid_png(
 ) -> Result<()> {
     let [c, h, w] = shape;
     let len = c * h * w;
-    if len == 0 || images.len() % len != 0 || !(c == 1 || c == 3) || cols == 0 {
+    if len == 0 || !images.len().is_multiple_of(len) || !(c == 1 || c == 3) || cols == 0 {
         return Err(Error::BadFile {
             path: path.to_path_buf(),
             why: format!(

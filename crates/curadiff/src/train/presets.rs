@@ -36,6 +36,13 @@ pub const PRESETS: &[Preset] = &[
         build: toy_wide,
     },
     Preset {
+        name: "toy-guide",
+        about: "tree toy guide: MLP width 32, 512 iterations of 4096 (the seed's autoguidance \
+                guide, exact loss 0.054); `toy` guided by it at w = 3: classification \
+                0.888 ± 0.010, mandala 0.648 ± 0.037 (RESULTS.md)",
+        build: toy_guide,
+    },
+    Preset {
         name: "fmnist",
         about: "Fashion-MNIST, class-conditional EDM2-style U-Net (16/32/64 channels), batch \
                 128, 4096 iterations; see RESULTS.md for a 30-minute run",
@@ -45,13 +52,6 @@ pub const PRESETS: &[Preset] = &[
         name: "fmnist-guide",
         about: "autoguidance guide for `fmnist`: 8/16/32 channels, 1024 iterations",
         build: fmnist_guide,
-    },
-    Preset {
-        name: "toy-guide",
-        about: "tree toy guide: MLP width 32, 512 iterations of 4096 (the seed's autoguidance \
-                guide, exact loss 0.054); `toy` guided by it at w = 3: classification \
-                0.888 ± 0.010, mandala 0.648 ± 0.037 (RESULTS.md)",
-        build: toy_guide,
     },
 ];
 
@@ -246,7 +246,7 @@ mod tests {
         }
         let e = preset("toyy").unwrap_err().to_string();
         assert!(
-            e.contains("toyy") && e.contains("toy, toy-wide, fmnist, fmnist-guide, toy-guide"),
+            e.contains("toyy") && e.contains("toy, toy-wide, toy-guide, fmnist, fmnist-guide"),
             "{e}"
         );
     }

@@ -420,11 +420,25 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     })
 }
 
+/// Refuses an image run where a toy run is needed.
+fn toy_only(dir: &Path, cfg: &RunConfig) -> Result<()> {
+    if cfg.data.is_images() {
+        return Err(Error::Config(format!(
+            "{} is an image run ({}); this command needs a toy run (for images use \
+             `curadiff sample` and `curadiff eval images --run`)",
+            dir.display(),
+            cfg.data.kind
+        )));
+    }
+    Ok(())
+}
+
 /// The learner of run `dir` at a budget snapshot (a folder under `RUN/snapshots`), with the
 /// counters at that point.
 pub fn load_snapshot(dir: &Path, label: &str) -> Result<(RunConfig, ToyLearner, Counters)> {
     let run = RunDir::new(dir);
     let cfg = run.read_config()?;
+    toy_only(dir, &cfg)?;
     let mut learner = ToyLearner::new(&cfg, &crate::device::training());
     let folder = run.snapshots().join(label);
     let Some(ck) = checkpoint::latest(&folder)? else {
@@ -454,6 +468,7 @@ pub fn load_snapshot_latest(dir: &Path) -> Result<(RunConfig, ToyLearner, Counte
         )));
     }
     let cfg = run.read_config()?;
+    toy_only(dir, &cfg)?;
     let mut learner = ToyLearner::new(&cfg, &crate::device::training());
     let Some((c, _)) = resume(&run, &mut learner)? else {
         return Err(Error::Config(format!(
