@@ -10,7 +10,7 @@ use super::config::{DataConfig, RunConfig, SamplerConfig};
 use super::image::{image_batch, sample_images, Guide, ImageLearner, ImageSampling};
 use super::optim::Adam;
 use super::run::{
-    claim, crossed, noise_events, seconds_label, Counters, Observer, Outcome, RunDir,
+    claim, crossed, noise_events, snapshots_due, Counters, Observer, Outcome, RunDir,
 };
 use super::stats::{quantile, StatsLine, StatsWriter};
 use crate::data::images::{self, ImageSet, Split};
@@ -306,22 +306,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         }
 
         let extra = serde_json::json!({ "noise": noise.state() });
-        let seconds_now = c.total_seconds();
-        let mut labels: Vec<String> = cfg
-            .train
-            .snapshot_nimg
-            .iter()
-            .filter(|&&p| c.nimg - batch < p && c.nimg >= p)
-            .map(|p| format!("nimg-{p:012}"))
-            .collect();
-        labels.extend(
-            cfg.train
-                .snapshot_seconds
-                .iter()
-                .filter(|&&p| seconds_now >= p && !run.snapshots().join(seconds_label(p)).exists())
-                .map(|&p| seconds_label(p)),
-        );
-        for label in labels {
+        for label in snapshots_due(cfg, &run, c.nimg - batch, &c) {
             let t = Instant::now();
             save_to(&run.snapshots().join(label), &l, &c, extra.clone(), 1)?;
             c.add("checkpoint", t);

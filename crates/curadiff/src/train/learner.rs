@@ -125,51 +125,15 @@ impl BurnLearner {
 
     /// Everything a checkpoint needs: "net", "ema", "adam_m", "adam_v".
     pub fn to_groups(&self) -> Result<BTreeMap<String, Vec<HostParam>>> {
-        let net = params::to_host(&self.den.net)?;
-        let flat = |v: &[Tensor<1>], what: &str| -> Result<Vec<HostParam>> {
-            v.iter()
-                .zip(&net)
-                .map(|(t, p)| {
-                    Ok(HostParam {
-                        name: p.name.clone(),
-                        shape: p.shape.clone(),
-                        data: read(t.clone(), what)?,
-                    })
-                })
-                .collect()
-        };
-        let mut g = BTreeMap::new();
-        if let Some(ema) = &self.ema {
-            g.insert("ema".into(), flat(ema, "the EMA")?);
-        }
-        g.insert("adam_m".into(), flat(&self.adam.m, "Adam's first moment")?);
-        g.insert("adam_v".into(), flat(&self.adam.v, "Adam's second moment")?);
-        g.insert("net".into(), net);
-        Ok(g)
+        params::learner_groups(&self.den.net, self.ema.as_deref(), &self.adam)
     }
 
     /// Restores network, EMA and Adam moments from checkpoint groups; `adam_t` steps taken.
     pub fn load_groups(&mut self, g: &BTreeMap<String, Vec<HostParam>>, adam_t: u64) -> Result<()> {
-        let get = |k: &str| {
-            g.get(k)
-                .ok_or_else(|| Error::Model(format!("checkpoint has no '{k}' tensors")))
-        };
-        let net = self.den.net.clone();
-        self.den.net = params::from_host(net, get("net")?)?;
         let device = self.den.net.gain.val().device().without_autodiff();
-        let flat = |ps: &[HostParam]| -> Vec<Tensor<1>> {
-            ps.iter()
-                .map(|p| {
-                    Tensor::<1>::from_data(TensorData::new(p.data.clone(), [p.data.len()]), &device)
-                })
-                .collect()
-        };
-        if self.ema.is_some() {
-            self.ema = Some(flat(get("ema")?));
-        }
-        self.adam.m = flat(get("adam_m")?);
-        self.adam.v = flat(get("adam_v")?);
-        self.adam.t = adam_t;
+        let net = self.den.net.clone();
+        self.den.net =
+            params::restore_learner(net, &mut self.ema, &mut self.adam, g, adam_t, &device)?;
         Ok(())
     }
 }

@@ -186,6 +186,33 @@ fn save_to(
     Ok(())
 }
 
+/// The budget snapshots to write after a step that took the images trained from
+/// `trained_before` to `c.nimg`: nimg points just crossed, and seconds points reached whose
+/// folder does not exist yet.
+pub(crate) fn snapshots_due(
+    cfg: &RunConfig,
+    run: &RunDir,
+    trained_before: u64,
+    c: &Counters,
+) -> Vec<String> {
+    let seconds_now = c.total_seconds();
+    let mut labels: Vec<String> = cfg
+        .train
+        .snapshot_nimg
+        .iter()
+        .filter(|&&p| trained_before < p && c.nimg >= p)
+        .map(|p| format!("nimg-{p:012}"))
+        .collect();
+    labels.extend(
+        cfg.train
+            .snapshot_seconds
+            .iter()
+            .filter(|&&p| seconds_now >= p && !run.snapshots().join(seconds_label(p)).exists())
+            .map(|&p| seconds_label(p)),
+    );
+    labels
+}
+
 /// True when the count moved past a multiple of `every` during the last `batch` images.
 pub(crate) fn crossed(nimg: u64, batch: u64, every: u64) -> bool {
     nimg / every > nimg.saturating_sub(batch) / every
@@ -371,22 +398,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
             "noise": noise.state(),
         });
         let trained_before = c.nimg - sub.len() as u64;
-        let seconds_now = c.total_seconds();
-        let mut labels: Vec<String> = cfg
-            .train
-            .snapshot_nimg
-            .iter()
-            .filter(|&&p| trained_before < p && c.nimg >= p)
-            .map(|p| format!("nimg-{p:012}"))
-            .collect();
-        labels.extend(
-            cfg.train
-                .snapshot_seconds
-                .iter()
-                .filter(|&&p| seconds_now >= p && !run.snapshots().join(seconds_label(p)).exists())
-                .map(|&p| seconds_label(p)),
-        );
-        for label in labels {
+        for label in snapshots_due(cfg, &run, trained_before, &c) {
             let t = Instant::now();
             save_to(&run.snapshots().join(label), &learner, &c, extra.clone(), 1)?;
             c.add("checkpoint", t);
