@@ -160,3 +160,19 @@ pub fn eval_run(
     }
     Ok(())
 }
+
+/// FD of a samples file against Fashion-MNIST's test split on ImageNet MobileNetV2 features
+/// (images resized to `side`), with the feature network's name.
+pub fn fd_mobilenet(
+    samples: &Path,
+    weights: &Path,
+    side: usize,
+    data: Option<&Path>,
+) -> Result<(f64, String)> {
+    use curadiff::eval::mobilenet::{feature_network_name, frechet_distance_mobilenet, MobileNet};
+    let set = images::load_npy_images(samples, None)?;
+    let net = MobileNet::load(weights)?;
+    let reference = images::load_fashion_mnist(&fmnist_dir(data), Split::Test)?;
+    let fd = frechet_distance_mobilenet(&net, &set.pixels, set.len(), &reference, side)?;
+    Ok((fd, feature_network_name(side)))
+}

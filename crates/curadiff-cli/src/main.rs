@@ -199,6 +199,13 @@ enum EvalWhat {
         /// Feature classifier file (default: the cached one).
         #[arg(long)]
         classifier: Option<PathBuf>,
+        /// With --samples: also FD on ImageNet MobileNetV2 features from this safetensors file
+        /// (see README; slow: minutes per distance).
+        #[arg(long)]
+        mobilenet: Option<PathBuf>,
+        /// Input side the 28×28 images are resized to for MobileNetV2.
+        #[arg(long, default_value_t = 64)]
+        mobilenet_side: usize,
         /// Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist).
         #[arg(long)]
         data: Option<PathBuf>,
@@ -503,6 +510,8 @@ fn execute(cli: Cli) -> Result<()> {
                     n,
                     cfg,
                     classifier,
+                    mobilenet,
+                    mobilenet_side,
                     data,
                     seed,
                 },
@@ -510,7 +519,13 @@ fn execute(cli: Cli) -> Result<()> {
             (Some(s), _) => {
                 let m =
                     images::eval_samples(&s, labels, classifier.as_deref(), data.as_deref(), seed)?;
-                println!("{}", serde_json::to_string_pretty(&m)?);
+                let mut v = serde_json::to_value(&m)?;
+                if let Some(mp) = mobilenet {
+                    let (fd, name) =
+                        images::fd_mobilenet(&s, &mp, mobilenet_side, data.as_deref())?;
+                    v["fd_mobilenet"] = serde_json::json!({ "fd": fd, "feature_network": name });
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             }
             (None, Some(r)) => images::eval_run(
                 &r,
