@@ -45,7 +45,9 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "fmnist",
         about: "Fashion-MNIST, class-conditional EDM2-style U-Net (16/32/64 channels), batch \
-                128, 4096 iterations; see RESULTS.md for a 30-minute run",
+                128, 4096 iterations; 30 minutes on 2 cores (109k images): FD 41.9 on the \
+                project's classifier, 60% of class-conditional samples classified as their \
+                class unguided (RESULTS.md)",
         build: fmnist,
     },
     Preset {
