@@ -340,7 +340,8 @@ fn execute(cli: Cli) -> Result<()> {
             cfg,
             snapshot,
         } => {
-            if run::RunDir::new(&run).read_config()?.data.is_images() {
+            let rd = run::RunDir::new(&run);
+            if rd.config().exists() && rd.read_config()?.data.is_images() {
                 let req = curadiff::imagejob::SampleRequest {
                     run,
                     snapshot,
