@@ -8,6 +8,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::ema;
+use super::learner::Losses;
 use super::optim::Adam;
 use super::params::{self, HostParam};
 use crate::data::images::ImageSet;
@@ -262,21 +263,6 @@ pub fn image_batch(
     }
 }
 
-/// Per-example losses of an image batch, on the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageLosses {
-    /// λ(σ)·mean (D − y)² (with uncertainty: that over e^u, plus u).
-    pub weighted: Vec<f32>,
-    /// mean (D − y)² per example.
-    pub x0_error: Vec<f32>,
-}
-
-impl ImageLosses {
-    pub fn mean(&self) -> f64 {
-        self.weighted.iter().map(|&v| v as f64).sum::<f64>() / self.weighted.len().max(1) as f64
-    }
-}
-
 /// The U-Net, Adam and the EMA of one image run.
 pub struct ImageLearner {
     pub den: UnetDenoiser,
@@ -361,11 +347,11 @@ impl ImageLearner {
     }
 
     /// Forward-only per-example losses of the current weights.
-    pub fn losses(&self, batch: &ImageBatch) -> Result<ImageLosses> {
+    pub fn losses(&self, batch: &ImageBatch) -> Result<Losses> {
         let den = self.inference();
         let device = self.device().without_autodiff();
         let (w, x0) = Self::per_example(&den, batch, self.weighting, &device);
-        Ok(ImageLosses {
+        Ok(Losses {
             weighted: read(w, "the per-example loss")?,
             x0_error: read(x0, "the per-example x0-error")?,
         })
@@ -373,13 +359,13 @@ impl ImageLearner {
 
     /// One Adam step on the mean weighted loss of `batch` at learning rate `lr`; returns the
     /// per-example losses before the step.
-    pub fn step(&mut self, batch: &ImageBatch, lr: f64) -> Result<ImageLosses> {
+    pub fn step(&mut self, batch: &ImageBatch, lr: f64) -> Result<Losses> {
         let device = self.device();
         let (w, x0) = Self::per_example(&self.den, batch, self.weighting, &device);
         let grads = GradientsParams::from_grads(w.clone().mean().backward(), &self.den.net);
         let net = self.den.net.clone();
         self.den.net = self.adam.step(net, &grads, lr);
-        Ok(ImageLosses {
+        Ok(Losses {
             weighted: read(w.inner(), "the per-example loss")?,
             x0_error: read(x0.inner(), "the per-example x0-error")?,
         })
