@@ -100,7 +100,7 @@ fn with_targets(
         LossTarget::Dsm => clean.clone(),
         LossTarget::Exact => {
             let pts: Vec<[f64; 2]> = x.chunks(2).map(|c| [c[0], c[1]]).collect();
-            let scores = mixture.score_batch(&pts, &sigma);
+            let scores = mixture.training_scores(&pts, &sigma);
             pts.iter()
                 .zip(&scores)
                 .zip(&sigma)
