@@ -838,4 +838,72 @@ fn images_train_sample_and_evaluate_end_to_end() {
         "{}",
         stderr(&o)
     );
+
+    // An image grid (two noise schedules, one seed) on the same tiny network: every budget
+    // point and the end are sampled and scored with the classifier.
+    let grid = tmp.join("grid.toml");
+    let mut g = String::from("seeds = [0]\nsamples = 12\neval_samples = 10\nset = [");
+    g += &sets
+        .iter()
+        .filter(|s| **s != "--set")
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    g += &format!(
+        ", \"diffusion.schedule.warmup_steps=1\", \"diffusion.schedule.refresh_every=1\"]\n\
+         [images]\nclassifier = {:?}\ndata = {d:?}\n[budgets]\nnimg = [32]\n\
+         [targets]\nfd = 1e9\nbaseline = \"lognormal\"\n\
+         [[arm]]\nname = \"lognormal\"\npreset = \"fmnist\"\n\
+         [[arm]]\nname = \"infonoise\"\npreset = \"fmnist\"\n\
+         set = [\"diffusion.schedule.kind=infonoise\"]\n",
+        clf.to_str().unwrap()
+    );
+    std::fs::write(&grid, &g).unwrap();
+    let gout = tmp.join("grid-out");
+    let o = run(&[
+        "bench",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--out",
+        gout.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{g}\n{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(gout.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for l in &lines {
+        let m = &l["images"];
+        assert!(m["fd"].as_f64().unwrap() > 0.0, "{l}");
+        let n = if l["kind"] == "final" { 12 } else { 10 };
+        assert_eq!(m["n"], n, "{l}");
+        assert_eq!(m["feature_network"], "curadiff-fmnist-classifier");
+    }
+    let report = std::fs::read_to_string(gout.join("report.md")).unwrap();
+    assert!(
+        report.contains("| FD |") && report.contains("| infonoise |"),
+        "{report}"
+    );
+    // FD ≤ 1e9 is reached at the first point by both arms: a speed-up of exactly 1.
+    assert!(
+        report.contains("| FD ≤ 1000000000 | infonoise | 32 ± 0 | 1.00× |"),
+        "{report}"
+    );
+    // A toy section in an image grid is refused with the reason.
+    std::fs::write(
+        &grid,
+        g.replace("[targets]\n", "[targets]\nexact_loss = 0.1\n"),
+    )
+    .unwrap();
+    let o = run(&[
+        "bench",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--out",
+        gout.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("targets.fd"), "{}", stderr(&o));
 }

@@ -1,14 +1,24 @@
 //! `curadiff bench --grid FILE.toml --out DIR`: runs every arm × seed cell (resumable: a cell
 //! with a `done.json` is skipped; a failed cell is recorded and the rest go on), evaluates
 //! each budget snapshot and appends one line per (cell, snapshot) to `results.jsonl`.
+//!
+//! Toy grids evaluate the exact toy metrics, unguided and autoguided by a guide trained once
+//! per seed. Image grids (every arm an image preset) evaluate class-conditional EMA samples
+//! with the Fashion-MNIST feature classifier (FD, KID, precision, recall, class accuracy)
+//! against the test split.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::data::images::{self, ImageSet, Split};
 use crate::diffusion::guidance::Guided;
 use crate::error::{Error, Result};
+use crate::eval::classifier::{self, Classifier};
 use crate::eval::toy::{sample_metrics, sample_toy, SampleMetrics};
+use crate::imagejob::{self, SampleRequest};
+use crate::train::config::RunConfig;
+use crate::train::image_run;
 use crate::train::presets::preset;
 use crate::train::run::{self, Observer, Quiet, RunDir};
 
@@ -59,8 +69,9 @@ pub struct Budgets {
 #[serde(deny_unknown_fields)]
 pub struct Grid {
     pub seeds: Vec<u64>,
-    /// Guidance weight of the autoguided evaluation.
-    pub guidance: f64,
+    /// Guidance weight of the autoguided evaluation (toy grids).
+    #[serde(default)]
+    pub guidance: Option<f64>,
     /// Samples at the final evaluation of each cell.
     pub samples: usize,
     /// Samples at the other budget points.
@@ -71,7 +82,12 @@ pub struct Grid {
     /// Overrides applied to every arm (e.g. a shorter duration for a quick grid).
     #[serde(default)]
     pub set: Vec<String>,
-    pub guide: GuideSpec,
+    /// The guide of toy grids; image grids have none.
+    #[serde(default)]
+    pub guide: Option<GuideSpec>,
+    /// Where image grids find the feature classifier and the reference images.
+    #[serde(default)]
+    pub images: ImagesEval,
     #[serde(default)]
     pub budgets: Budgets,
     #[serde(rename = "arm")]
@@ -79,6 +95,17 @@ pub struct Grid {
     /// Target qualities: the report gives the images and seconds each arm needs to reach them.
     #[serde(default)]
     pub targets: Targets,
+}
+
+/// The evaluation of image grids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesEval {
+    /// The feature classifier (default: the cache path of `curadiff classifier`).
+    pub classifier: Option<PathBuf>,
+    /// The Fashion-MNIST folder whose test split is the reference (default: the Debian
+    /// package's location).
+    pub data: Option<PathBuf>,
 }
 
 /// Quality targets of a grid (unguided, EMA weights).
@@ -89,6 +116,8 @@ pub struct Targets {
     pub exact_loss: Option<f64>,
     /// Classification score at or above this.
     pub classification: Option<f64>,
+    /// Image grids: FD on the classifier's features at or below this.
+    pub fd: Option<f64>,
     /// The arm the speed-ups are relative to (default: the first arm).
     pub baseline: Option<String>,
 }
@@ -98,6 +127,14 @@ fn default_sample_seed() -> u64 {
 }
 
 impl Grid {
+    /// Whether the grid trains on images (judged by its first arm).
+    pub fn is_images(&self) -> Result<bool> {
+        match self.arms.first() {
+            Some(a) => Ok(preset(&a.preset)?.data.is_images()),
+            None => Ok(false),
+        }
+    }
+
     /// Reads and checks a grid file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
@@ -118,13 +155,46 @@ impl Grid {
         if g.samples == 0 || g.eval_samples == 0 {
             return Err(bad("samples and eval_samples must be at least 1"));
         }
-        for p in g.arms.iter().map(|a| &a.preset).chain([&g.guide.preset]) {
-            if preset(p)?.data.is_images() {
+        let images = g.is_images()?;
+        for a in &g.arms {
+            if preset(&a.preset)?.data.is_images() != images {
                 return Err(bad(&format!(
-                    "preset '{p}' trains on images; grids evaluate the toy's exact metrics \
-                     only so far (for images, train runs with snapshots and use \
-                     `curadiff eval images --run RUN --snapshots`)"
+                    "arm '{}' mixes a toy and an image preset in one grid; the arms of a grid \
+                     must all train the toy or all train on images",
+                    a.name
                 )));
+            }
+        }
+        if images {
+            if g.guide.is_some() || g.guidance.is_some() {
+                return Err(bad(
+                    "image grids evaluate class-conditional samples without a guide; \
+                     remove [guide] and guidance",
+                ));
+            }
+            if g.targets.exact_loss.is_some() || g.targets.classification.is_some() {
+                return Err(bad(
+                    "targets.exact_loss and targets.classification are toy metrics; \
+                     image grids take targets.fd",
+                ));
+            }
+        } else {
+            let Some(guide) = &g.guide else {
+                return Err(bad(
+                    "a toy grid needs a [guide] section (e.g. preset = \"toy-guide\")",
+                ));
+            };
+            if preset(&guide.preset)?.data.is_images() {
+                return Err(bad("the guide of a toy grid must be a toy preset"));
+            }
+            if g.guidance.is_none_or(|w| !w.is_finite()) {
+                return Err(bad(
+                    "a toy grid needs a finite guidance weight (e.g. guidance = 3.0)",
+                ));
+            }
+            if g.targets.fd.is_some() {
+                return Err(bad("targets.fd is an image metric; toy grids take \
+                                targets.exact_loss or targets.classification"));
             }
         }
         let mut names: Vec<&str> = g.arms.iter().map(|a| a.name.as_str()).collect();
@@ -160,12 +230,63 @@ pub struct PointResult {
     pub nimg_scored: u64,
     /// Cumulative seconds by phase at the snapshot.
     pub seconds: std::collections::BTreeMap<String, f64>,
-    pub unguided: SampleMetrics,
-    pub guided: SampleMetrics,
+    /// Toy sample metrics, unguided and autoguided.
+    #[serde(default)]
+    pub unguided: Option<SampleMetrics>,
+    #[serde(default)]
+    pub guided: Option<SampleMetrics>,
+    /// Image metrics of class-conditional samples (image grids).
+    #[serde(default)]
+    pub images: Option<ImagePoint>,
     /// Exact score-matching loss of the EMA model under the fixed log-normal σ
     /// distribution (the same for every noise schedule, so arms compare).
     #[serde(default)]
     pub exact_loss: Option<f64>,
+}
+
+/// Image metrics at one evaluation point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePoint {
+    pub fd: f64,
+    pub kid: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub class_accuracy: Option<f64>,
+    /// Generated images evaluated.
+    pub n: usize,
+    pub feature_network: String,
+    /// Seconds spent sampling them (not part of training time).
+    pub sample_seconds: f64,
+}
+
+/// What image grids evaluate against, loaded once per grid.
+struct ImageRef {
+    clf: Classifier,
+    reference: ImageSet,
+}
+
+impl ImageRef {
+    fn load(e: &ImagesEval) -> Result<Self> {
+        let path = e
+            .classifier
+            .clone()
+            .unwrap_or_else(classifier::default_path);
+        if !path.exists() {
+            return Err(Error::Config(format!(
+                "image grids need the feature classifier, and there is none at {}; train it \
+                 once with `curadiff classifier` (about 4 minutes), or set images.classifier",
+                path.display()
+            )));
+        }
+        let dir = e
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(images::FASHION_MNIST_DIR));
+        Ok(Self {
+            clf: Classifier::load(&path)?,
+            reference: images::load_fashion_mnist(&dir, Split::Test)?,
+        })
+    }
 }
 
 /// A line of `results.jsonl`: a result, or a failed cell.
@@ -192,13 +313,20 @@ pub fn run_grid(
     let total = grid.arms.len() * grid.seeds.len();
     let started = Instant::now();
     let (mut ran, mut skipped, mut failed) = (0, 0, 0);
+    let image_ref = if grid.is_images()? {
+        Some(ImageRef::load(&grid.images)?)
+    } else {
+        None
+    };
     for &seed in &grid.seeds {
         let guide_dir = out.join("guides").join(format!("seed-{seed}"));
-        let mut g = preset(&grid.guide.preset)?
-            .with_overrides(&grid.set)?
-            .with_overrides(&grid.guide.set)?;
-        g.seed = seed;
-        run::train(&guide_dir, &g, &mut Quiet)?;
+        if let Some(guide) = &grid.guide {
+            let mut g = preset(&guide.preset)?
+                .with_overrides(&grid.set)?
+                .with_overrides(&guide.set)?;
+            g.seed = seed;
+            run::train(&guide_dir, &g, &mut Quiet)?;
+        }
         for arm in &grid.arms {
             let cell = out
                 .join("cells")
@@ -209,7 +337,11 @@ pub fn run_grid(
                 continue;
             }
             let t = Instant::now();
-            match run_cell(grid, arm, seed, &cell, &guide_dir) {
+            let result = match &image_ref {
+                Some(r) => run_image_cell(grid, arm, seed, &cell, r),
+                None => run_cell(grid, arm, seed, &cell, &guide_dir),
+            };
+            match result {
                 Ok(points) => {
                     for p in points {
                         append(&results, &ResultLine::Point(Box::new(p)))?;
@@ -267,18 +399,7 @@ fn run_cell(
     cell: &Path,
     guide_dir: &Path,
 ) -> Result<Vec<PointResult>> {
-    let guide_str = guide_dir.display().to_string();
-    let sets: Vec<String> = grid
-        .set
-        .iter()
-        .chain(&arm.set)
-        .map(|s| s.replace("{guide}", &guide_str))
-        .collect();
-    let mut cfg = preset(&arm.preset)?.with_overrides(&sets)?;
-    cfg.seed = seed;
-    cfg.train.snapshot_nimg = grid.budgets.nimg.clone();
-    cfg.train.snapshot_seconds = grid.budgets.seconds.clone();
-    cfg.validate()?;
+    let cfg = cell_config(grid, arm, seed, Some(guide_dir))?;
     run::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
     let (_, guide, _) = run::load_learner(guide_dir)?;
     let guide = guide.ema_inference();
@@ -300,7 +421,7 @@ fn run_cell(
         let guided_den = Guided {
             main: main.as_ref(),
             guide: guide.as_ref(),
-            weight: grid.guidance,
+            weight: grid.guidance.unwrap_or(1.0),
         };
         let guided = sample_toy(&guided_den, &mixture, &cfg.sampler, n, grid.sample_seed)?;
         let exact_loss = crate::eval::toy::exact_loss(
@@ -323,12 +444,23 @@ fn run_cell(
             nimg: c.nimg,
             nimg_scored: c.nimg_scored,
             seconds: c.seconds,
-            unguided: sample_metrics(&mixture, &unguided, grid.sample_seed)?,
-            guided: sample_metrics(&mixture, &guided, grid.sample_seed)?,
+            unguided: Some(sample_metrics(&mixture, &unguided, grid.sample_seed)?),
+            guided: Some(sample_metrics(&mixture, &guided, grid.sample_seed)?),
+            images: None,
             exact_loss: Some(exact_loss),
         });
         Ok(())
     };
+    each_point(grid, cell, &mut eval)?;
+    Ok(points)
+}
+
+/// Evaluates one point of a cell: (kind, budget point, snapshot label or `None` for the end).
+type EvalPoint<'a> = dyn FnMut(&str, f64, Option<String>) -> Result<()> + 'a;
+
+/// Calls `eval(kind, point, snapshot label)` for every budget snapshot the cell has, then
+/// for the end of training (label `None`).
+fn each_point(grid: &Grid, cell: &Path, eval: &mut EvalPoint) -> Result<()> {
     let snaps = RunDir::new(cell).snapshots();
     for &p in &grid.budgets.nimg {
         let label = format!("nimg-{p:012}");
@@ -342,7 +474,104 @@ fn run_cell(
             eval("seconds", p, Some(label))?;
         }
     }
-    eval("final", 0.0, None)?;
+    eval("final", 0.0, None)
+}
+
+/// The arm's config for `seed` with the grid's and the arm's overrides and the budget points
+/// as snapshot points.
+fn cell_config(grid: &Grid, arm: &Arm, seed: u64, guide: Option<&Path>) -> Result<RunConfig> {
+    let guide_str = guide.map(|g| g.display().to_string());
+    let mut sets = Vec::new();
+    for s in grid.set.iter().chain(&arm.set) {
+        match (&guide_str, s.contains("{guide}")) {
+            (Some(g), _) => sets.push(s.replace("{guide}", g)),
+            (None, true) => {
+                return Err(Error::Config(format!(
+                    "arm '{}': '{s}' refers to {{guide}}, but this grid has no guide",
+                    arm.name
+                )))
+            }
+            (None, false) => sets.push(s.clone()),
+        }
+    }
+    let mut cfg = preset(&arm.preset)?.with_overrides(&sets)?;
+    cfg.seed = seed;
+    cfg.train.snapshot_nimg = grid.budgets.nimg.clone();
+    cfg.train.snapshot_seconds = grid.budgets.seconds.clone();
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// An image cell: train, then sample and score every budget snapshot and the end.
+fn run_image_cell(
+    grid: &Grid,
+    arm: &Arm,
+    seed: u64,
+    cell: &Path,
+    r: &ImageRef,
+) -> Result<Vec<PointResult>> {
+    let cfg = cell_config(grid, arm, seed, None)?;
+    run::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
+    let mut points = Vec::new();
+    let mut eval = |kind: &str, point: f64, label: Option<String>| -> Result<()> {
+        let (_, _, c) = image_run::load(cell, label.as_deref())?;
+        let n = if label.is_some() {
+            grid.eval_samples
+        } else {
+            grid.samples
+        };
+        let t = Instant::now();
+        let s = imagejob::sample(&SampleRequest {
+            run: cell.to_path_buf(),
+            snapshot: label.clone(),
+            guide: None,
+            cfg: None,
+            class: None,
+            unconditional: false,
+            n,
+            seed: grid.sample_seed,
+            raw: false,
+        })?;
+        let sample_seconds = t.elapsed().as_secs_f64();
+        let labels: Option<Vec<usize>> = s.labels.iter().copied().collect();
+        let m = crate::eval::images::evaluate(
+            &r.clf,
+            &s.images,
+            n,
+            labels.as_deref(),
+            &r.reference,
+            grid.sample_seed,
+        )?;
+        points.push(PointResult {
+            arm: arm.name.clone(),
+            seed,
+            kind: kind.into(),
+            point: if kind == "final" {
+                c.nimg as f64
+            } else {
+                point
+            },
+            step: c.step,
+            nimg: c.nimg,
+            nimg_scored: c.nimg_scored,
+            seconds: c.seconds,
+            unguided: None,
+            guided: None,
+            images: Some(ImagePoint {
+                fd: m.fd,
+                kid: m.kid_mean,
+                precision: m.precision,
+                recall: m.recall,
+                class_accuracy: m.class_accuracy,
+                n,
+                feature_network: m.feature_network,
+                sample_seconds,
+            }),
+            exact_loss: None,
+        });
+        Ok(())
+    };
+    each_point(grid, cell, &mut eval)?;
     Ok(points)
 }
 

@@ -43,12 +43,37 @@ pub fn read_results(path: &Path) -> Result<(Vec<PointResult>, Vec<FailedCell>)> 
 
 type Metric = (&'static str, fn(&PointResult) -> f64);
 
-const METRICS: [Metric; 5] = [
+const TOY_METRICS: [Metric; 5] = [
     ("exact loss", |p| p.exact_loss.unwrap_or(f64::NAN)),
-    ("mandala", |p| p.unguided.mandala),
-    ("classification", |p| p.unguided.classification),
-    ("guided mandala", |p| p.guided.mandala),
-    ("guided classification", |p| p.guided.classification),
+    ("mandala", |p| {
+        p.unguided.as_ref().map_or(f64::NAN, |m| m.mandala)
+    }),
+    ("classification", |p| {
+        p.unguided.as_ref().map_or(f64::NAN, |m| m.classification)
+    }),
+    ("guided mandala", |p| {
+        p.guided.as_ref().map_or(f64::NAN, |m| m.mandala)
+    }),
+    ("guided classification", |p| {
+        p.guided.as_ref().map_or(f64::NAN, |m| m.classification)
+    }),
+];
+
+const IMAGE_METRICS: [Metric; 5] = [
+    ("FD", |p| p.images.as_ref().map_or(f64::NAN, |m| m.fd)),
+    ("KID", |p| p.images.as_ref().map_or(f64::NAN, |m| m.kid)),
+    ("precision", |p| {
+        p.images.as_ref().map_or(f64::NAN, |m| m.precision)
+    }),
+    ("recall", |p| {
+        p.images.as_ref().map_or(f64::NAN, |m| m.recall)
+    }),
+    ("class accuracy", |p| {
+        p.images
+            .as_ref()
+            .and_then(|m| m.class_accuracy)
+            .unwrap_or(f64::NAN)
+    }),
 ];
 
 /// The value of `f` where the points of one cell (ordered by x) first reach `ok`, linearly
@@ -86,7 +111,10 @@ fn to_target(points: &[PointResult], arms: &[String], targets: &Targets) -> Stri
         }));
     }
     if let Some(t) = targets.classification {
-        list.push(("classification ≥", t, true, |p| p.unguided.classification));
+        list.push(("classification ≥", t, true, TOY_METRICS[2].1));
+    }
+    if let Some(t) = targets.fd {
+        list.push(("FD ≤", t, false, IMAGE_METRICS[0].1));
     }
     if list.is_empty() {
         return String::new();
@@ -167,7 +195,35 @@ fn to_target(points: &[PointResult], arms: &[String], targets: &Targets) -> Stri
 /// Writes `report.md` and the plots into `out`.
 pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()> {
     let (points, failed) = read_results(&out.join("results.jsonl"))?;
-    let mut md = String::from("# Grid report\n\nmean ± std over seeds; EMA weights; guided = autoguidance with the seed's guide; exact loss = exact score-matching loss under the log-normal σ distribution (16,384 samples).\n");
+    let images = points.iter().any(|p| p.images.is_some());
+    let (metrics, plotted) = if images {
+        (
+            IMAGE_METRICS,
+            [IMAGE_METRICS[0], IMAGE_METRICS[4], IMAGE_METRICS[1]],
+        )
+    } else {
+        (
+            TOY_METRICS,
+            [TOY_METRICS[1], TOY_METRICS[3], TOY_METRICS[0]],
+        )
+    };
+    let mut md = String::from("# Grid report\n\nmean ± std over seeds; EMA weights; ");
+    if images {
+        let n: Vec<String> = points
+            .iter()
+            .filter_map(|p| p.images.as_ref().map(|m| m.n))
+            .collect::<std::collections::BTreeSet<usize>>()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let net = points
+            .iter()
+            .find_map(|p| p.images.as_ref().map(|m| m.feature_network.clone()))
+            .unwrap_or_default();
+        let _ = writeln!(md, "class-conditional samples (classes in turn; {} per evaluation) scored on the features of `{net}` against the 10,000 Fashion-MNIST test images. FD and KID depend on the number of samples: compare at equal counts.", n.join(" or "));
+    } else {
+        md.push_str("guided = autoguidance with the seed's guide; exact loss = exact score-matching loss under the log-normal σ distribution (16,384 samples).\n");
+    }
     md.push_str(&to_target(&points, arms, targets));
     for (kind, title) in [
         ("nimg", "At equal images trained"),
@@ -181,8 +237,8 @@ pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()
         let _ = writeln!(
             md,
             "\n## {title}\n\n| arm | point | seeds | {} |\n|---|---:|---:|{}",
-            METRICS.map(|m| m.0).join(" | "),
-            "---:|".repeat(METRICS.len())
+            metrics.map(|m| m.0).join(" | "),
+            "---:|".repeat(metrics.len())
         );
         let mut groups: BTreeMap<(usize, i64), Vec<&PointResult>> = BTreeMap::new();
         for p in &rows {
@@ -201,7 +257,7 @@ pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()
             } else {
                 format!("{}", *key as f64 / 1000.0)
             };
-            let cells: Vec<String> = METRICS
+            let cells: Vec<String> = metrics
                 .iter()
                 .map(|(_, f)| {
                     let v: Vec<f64> = g.iter().map(|p| f(p)).collect();
@@ -223,7 +279,7 @@ pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()
             );
         }
         if kind != "final" {
-            for (mname, f) in [METRICS[1], METRICS[3], METRICS[0]] {
+            for (mname, f) in plotted {
                 let series: Vec<Series> = arms
                     .iter()
                     .map(|a| {
@@ -286,7 +342,8 @@ pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()
             .map(|p| 1e3 * p.seconds.values().sum::<f64>() / p.step.max(1) as f64)
             .collect();
         let (score, select) = (per("score"), per("select"));
-        let ratio = if score > 0.0 {
+        // Arms that score nothing (below 10 µs per step) have no lower bound to compare to.
+        let ratio = if score > 0.01 {
             format!("{:.2}", (score + select) / score)
         } else {
             "—".into()
