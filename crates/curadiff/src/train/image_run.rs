@@ -12,7 +12,7 @@ use super::optim::Adam;
 use super::run::{
     claim, crossed, noise_events, snapshots_due, Counters, Observer, Outcome, RunDir,
 };
-use super::stats::{quantile, StatsLine, StatsWriter};
+use super::stats::{StatsWindow, StatsWriter};
 use crate::data::images::{self, ImageSet, Split};
 use crate::diffusion::noise::NoiseSampler;
 use crate::error::{Error, Result};
@@ -223,7 +223,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let batch = cfg.train.batch as u64;
     let total = cfg.train.duration_nimg;
     let mut last_saved = c.step;
-    let (mut loss_sum, mut loss_n, mut sigmas, mut last_loss) = (0.0, 0usize, Vec::new(), f64::NAN);
+    let mut window = StatsWindow::new();
     let budget_done = |c: &Counters| {
         (cfg.train.budget_nimg > 0 && c.nimg >= cfg.train.budget_nimg)
             || (cfg.train.budget_seconds > 0.0 && c.total_seconds() >= cfg.train.budget_seconds)
@@ -265,31 +265,11 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         c.add("noise", t);
         noise_events(&run, &mut noise, c.step, obs)?;
 
-        loss_sum += mean;
-        loss_n += 1;
-        sigmas.extend_from_slice(&b.sigma);
+        window.add(mean, &b.sigma);
         let position = c.step * batch;
         let done = position >= total || budget_done(&c);
         if crossed(position, batch, cfg.train.log_every_nimg) || done {
-            last_loss = loss_sum / loss_n as f64;
-            let mut seconds = c.seconds.clone();
-            seconds.insert("total".into(), c.total_seconds());
-            stats.write(&StatsLine {
-                step: c.step,
-                nimg: c.nimg,
-                nimg_scored: c.nimg_scored,
-                loss: last_loss,
-                lr,
-                seconds,
-                sigma_q: [
-                    quantile(&mut sigmas, 0.1),
-                    quantile(&mut sigmas, 0.5),
-                    quantile(&mut sigmas, 0.9),
-                ],
-                selection: None,
-            })?;
-            (loss_sum, loss_n) = (0.0, 0);
-            sigmas.clear();
+            window.flush(&mut stats, &c, lr, None)?;
         }
 
         // Sample grids are evaluation: booked to "eval", outside the training budget's
@@ -333,7 +313,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     Ok(Outcome {
         counters: c,
         resumed_from,
-        last_loss,
+        last_loss: window.last_loss,
     })
 }
 

@@ -13,7 +13,7 @@ use super::checkpoint::{self, CheckpointMeta};
 use super::config::RunConfig;
 use super::learner::ToyLearner;
 use super::select::{Choice, OnlineSelection};
-use super::stats::{quantile, StatsLine, StatsWriter};
+use super::stats::{StatsWindow, StatsWriter};
 use crate::data::toy2d::Mixture;
 use crate::diffusion::infonoise::Event;
 use crate::diffusion::noise::{NoiseSampler, Schedule};
@@ -290,7 +290,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let batch = cfg.train.batch as u64;
     let total = cfg.train.duration_nimg;
     let mut last_saved = c.step;
-    let (mut loss_sum, mut loss_n, mut sigmas, mut last_loss) = (0.0, 0usize, Vec::new(), f64::NAN);
+    let mut window = StatsWindow::new();
 
     // The schedules (learning rate, EMA) advance per iteration of a super-batch of `batch`
     // images, as in the seed: selection changes what each iteration trains on, not its
@@ -365,31 +365,11 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         noise_events(&run, &mut noise, c.step, obs)?;
 
         // Stats.
-        loss_sum += mean;
-        loss_n += 1;
-        sigmas.extend_from_slice(&sub.sigma);
+        window.add(mean, &sub.sigma);
         let position = c.step * batch;
         let done = position >= total || budget_done(&c);
         if crossed(position, batch, cfg.train.log_every_nimg) || done {
-            last_loss = loss_sum / loss_n as f64;
-            let mut seconds = c.seconds.clone();
-            seconds.insert("total".into(), c.total_seconds());
-            stats.write(&StatsLine {
-                step: c.step,
-                nimg: c.nimg,
-                nimg_scored: c.nimg_scored,
-                loss: last_loss,
-                lr,
-                seconds,
-                sigma_q: [
-                    quantile(&mut sigmas, 0.1),
-                    quantile(&mut sigmas, 0.5),
-                    quantile(&mut sigmas, 0.9),
-                ],
-                selection: choice.as_ref().map(|ch| ch.selecting),
-            })?;
-            (loss_sum, loss_n) = (0.0, 0);
-            sigmas.clear();
+            window.flush(&mut stats, &c, lr, choice.as_ref().map(|ch| ch.selecting))?;
         }
 
         // Budget snapshots and checkpoint.
@@ -428,7 +408,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     Ok(Outcome {
         counters: c,
         resumed_from,
-        last_loss,
+        last_loss: window.last_loss,
     })
 }
 

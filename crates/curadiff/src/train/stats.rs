@@ -76,6 +76,64 @@ impl StatsWriter {
     }
 }
 
+/// The running sums of one logging interval: the mean loss and the σ quantiles of a
+/// [`StatsLine`].
+#[derive(Debug, Default)]
+pub struct StatsWindow {
+    loss_sum: f64,
+    steps: usize,
+    sigmas: Vec<f64>,
+    /// The mean loss of the last interval written (NaN before the first).
+    pub last_loss: f64,
+}
+
+impl StatsWindow {
+    pub fn new() -> Self {
+        Self {
+            last_loss: f64::NAN,
+            ..Default::default()
+        }
+    }
+
+    /// Adds one step's mean loss and training σ.
+    pub fn add(&mut self, mean_loss: f64, sigmas: &[f64]) {
+        self.loss_sum += mean_loss;
+        self.steps += 1;
+        self.sigmas.extend_from_slice(sigmas);
+    }
+
+    /// Writes the interval's line (counters and cumulative seconds from `c`) and starts the
+    /// next interval.
+    pub fn flush(
+        &mut self,
+        out: &mut StatsWriter,
+        c: &super::run::Counters,
+        lr: f64,
+        selection: Option<bool>,
+    ) -> Result<()> {
+        self.last_loss = self.loss_sum / self.steps as f64;
+        let mut seconds = c.seconds.clone();
+        seconds.insert("total".into(), c.total_seconds());
+        out.write(&StatsLine {
+            step: c.step,
+            nimg: c.nimg,
+            nimg_scored: c.nimg_scored,
+            loss: self.last_loss,
+            lr,
+            seconds,
+            sigma_q: [
+                quantile(&mut self.sigmas, 0.1),
+                quantile(&mut self.sigmas, 0.5),
+                quantile(&mut self.sigmas, 0.9),
+            ],
+            selection,
+        })?;
+        (self.loss_sum, self.steps) = (0.0, 0);
+        self.sigmas.clear();
+        Ok(())
+    }
+}
+
 /// Reads every line of a `stats.jsonl`.
 pub fn read(path: &Path) -> Result<Vec<StatsLine>> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
