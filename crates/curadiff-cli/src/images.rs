@@ -5,7 +5,7 @@ use anyhow::Result;
 use curadiff::data::images::{self, ImageSet, Split};
 use curadiff::eval::classifier::{self, Classifier, ClassifierConfig};
 use curadiff::eval::images::{evaluate, ImageMetrics};
-use curadiff::imagejob::{self, SampleRequest};
+use curadiff::imagejob;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -123,30 +123,8 @@ pub fn eval_run(
     };
     labels.push(None);
     for label in labels {
-        let (_, _, c) = curadiff::train::image_run::load(run, label.as_deref())?;
-        let t = Instant::now();
-        let s = imagejob::sample(&SampleRequest {
-            run: run.to_path_buf(),
-            snapshot: label.clone(),
-            guide: None,
-            cfg: cfg_w,
-            class: None,
-            unconditional: false,
-            n,
-            seed,
-            raw: false,
-        })?;
-        let sample_seconds = t.elapsed().as_secs_f64();
-        let cls: Vec<usize> = s.labels.iter().map(|l| l.unwrap_or(0)).collect();
-        let has_labels = s.labels.iter().all(Option::is_some);
-        let m = evaluate(
-            &clf,
-            &s.images,
-            n,
-            has_labels.then_some(cls.as_slice()),
-            &reference,
-            seed,
-        )?;
+        let (m, c, sample_seconds) =
+            imagejob::score_snapshot(run, label.as_deref(), n, cfg_w, seed, &clf, &reference)?;
         println!(
             "{}",
             serde_json::json!({

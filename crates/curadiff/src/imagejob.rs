@@ -3,11 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::data::images::ImageSet;
 use crate::data::npy;
 use crate::error::{Error, Result};
+use crate::eval::classifier::Classifier;
+use crate::eval::images::ImageMetrics;
 use crate::train::config::RunConfig;
 use crate::train::image::{sample_images, Guide, UnetDenoiser};
 use crate::train::image_run;
+use crate::train::run::Counters;
 
 /// What to sample.
 #[derive(Debug, Clone)]
@@ -38,10 +42,44 @@ pub struct Samples {
     /// The class each sample was conditioned on.
     pub labels: Vec<Option<usize>>,
     pub config: RunConfig,
+    /// The main run's counters at the weights sampled (images trained, seconds).
+    pub counters: Counters,
 }
 
-fn load_den(dir: &Path, snapshot: Option<&str>, raw: bool) -> Result<(RunConfig, UnetDenoiser)> {
-    let (cfg, l, _) = image_run::load(dir, snapshot)?;
+/// Class-conditional EMA samples of one snapshot of an image run (classes in turn) scored
+/// against `reference` with the classifier's features; also the run's counters at that
+/// snapshot and the seconds the sampling took.
+pub fn score_snapshot(
+    run: &Path,
+    snapshot: Option<&str>,
+    n: usize,
+    cfg: Option<f64>,
+    seed: u64,
+    clf: &Classifier,
+    reference: &ImageSet,
+) -> Result<(ImageMetrics, Counters, f64)> {
+    let t = std::time::Instant::now();
+    let s = sample(&SampleRequest {
+        run: run.to_path_buf(),
+        snapshot: snapshot.map(str::to_string),
+        guide: None,
+        cfg,
+        class: None,
+        unconditional: false,
+        n,
+        seed,
+        raw: false,
+    })?;
+    let seconds = t.elapsed().as_secs_f64();
+    let labels: Option<Vec<usize>> = s.labels.iter().copied().collect();
+    let m = crate::eval::images::evaluate(clf, &s.images, n, labels.as_deref(), reference, seed)?;
+    Ok((m, s.counters, seconds))
+}
+
+type Loaded = (RunConfig, UnetDenoiser, Counters);
+
+fn load_den(dir: &Path, snapshot: Option<&str>, raw: bool) -> Result<Loaded> {
+    let (cfg, l, counters) = image_run::load(dir, snapshot)?;
     if !cfg.data.is_images() {
         return Err(Error::Config(format!(
             "{} is a toy run; this command needs an image run",
@@ -55,12 +93,13 @@ fn load_den(dir: &Path, snapshot: Option<&str>, raw: bool) -> Result<(RunConfig,
         } else {
             l.ema_inference()
         },
+        counters,
     ))
 }
 
 /// Draws the samples of `req`.
 pub fn sample(req: &SampleRequest) -> Result<Samples> {
-    let (config, main) = load_den(&req.run, req.snapshot.as_deref(), req.raw)?;
+    let (config, main, counters) = load_den(&req.run, req.snapshot.as_deref(), req.raw)?;
     let k = main.num_classes;
     if let Some(c) = req.class.filter(|&c| c >= k.max(1) || k == 0) {
         return Err(Error::InvalidValue {
@@ -90,7 +129,7 @@ pub fn sample(req: &SampleRequest) -> Result<Samples> {
     }
     let guide_den = match &req.guide {
         Some((dir, _)) => {
-            let (gcfg, g) = load_den(dir, None, req.raw)?;
+            let (gcfg, g, _) = load_den(dir, None, req.raw)?;
             if gcfg.data != config.data || g.shape != main.shape || g.num_classes != k {
                 return Err(Error::Config(format!(
                     "guide {} was trained on different data or image shape than {}; \
@@ -138,6 +177,7 @@ pub fn sample(req: &SampleRequest) -> Result<Samples> {
         shape: main.shape,
         labels,
         config,
+        counters,
     })
 }
 

@@ -16,9 +16,8 @@ use crate::diffusion::guidance::Guided;
 use crate::error::{Error, Result};
 use crate::eval::classifier::{self, Classifier};
 use crate::eval::toy::{sample_metrics, sample_toy, SampleMetrics};
-use crate::imagejob::{self, SampleRequest};
+use crate::imagejob;
 use crate::train::config::RunConfig;
-use crate::train::image_run;
 use crate::train::presets::preset;
 use crate::train::run::{self, Observer, Quiet, RunDir};
 
@@ -244,6 +243,31 @@ pub struct PointResult {
     pub exact_loss: Option<f64>,
 }
 
+impl PointResult {
+    /// A point of `arm` and `seed` at the counters `c`, without metrics yet; a "final"
+    /// point is placed at the images trained.
+    fn at(arm: &str, seed: u64, kind: &str, point: f64, c: run::Counters) -> Self {
+        Self {
+            arm: arm.to_string(),
+            seed,
+            kind: kind.into(),
+            point: if kind == "final" {
+                c.nimg as f64
+            } else {
+                point
+            },
+            step: c.step,
+            nimg: c.nimg,
+            nimg_scored: c.nimg_scored,
+            seconds: c.seconds,
+            unguided: None,
+            guided: None,
+            images: None,
+            exact_loss: None,
+        }
+    }
+}
+
 /// Image metrics at one evaluation point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImagePoint {
@@ -431,24 +455,11 @@ fn run_cell(
             16_384,
             grid.sample_seed,
         )?;
-        points.push(PointResult {
-            arm: arm.name.clone(),
-            seed,
-            kind: kind.into(),
-            point: if kind == "final" {
-                c.nimg as f64
-            } else {
-                point
-            },
-            step: c.step,
-            nimg: c.nimg,
-            nimg_scored: c.nimg_scored,
-            seconds: c.seconds,
-            unguided: Some(sample_metrics(&mixture, &unguided, grid.sample_seed)?),
-            guided: Some(sample_metrics(&mixture, &guided, grid.sample_seed)?),
-            images: None,
-            exact_loss: Some(exact_loss),
-        });
+        let mut p = PointResult::at(&arm.name, seed, kind, point, c);
+        p.unguided = Some(sample_metrics(&mixture, &unguided, grid.sample_seed)?);
+        p.guided = Some(sample_metrics(&mixture, &guided, grid.sample_seed)?);
+        p.exact_loss = Some(exact_loss);
+        points.push(p);
         Ok(())
     };
     each_point(grid, cell, &mut eval)?;
@@ -514,61 +525,32 @@ fn run_image_cell(
     run::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
     let mut points = Vec::new();
     let mut eval = |kind: &str, point: f64, label: Option<String>| -> Result<()> {
-        let (_, _, c) = image_run::load(cell, label.as_deref())?;
         let n = if label.is_some() {
             grid.eval_samples
         } else {
             grid.samples
         };
-        let t = Instant::now();
-        let s = imagejob::sample(&SampleRequest {
-            run: cell.to_path_buf(),
-            snapshot: label.clone(),
-            guide: None,
-            cfg: None,
-            class: None,
-            unconditional: false,
+        let (m, c, sample_seconds) = imagejob::score_snapshot(
+            cell,
+            label.as_deref(),
             n,
-            seed: grid.sample_seed,
-            raw: false,
-        })?;
-        let sample_seconds = t.elapsed().as_secs_f64();
-        let labels: Option<Vec<usize>> = s.labels.iter().copied().collect();
-        let m = crate::eval::images::evaluate(
-            &r.clf,
-            &s.images,
-            n,
-            labels.as_deref(),
-            &r.reference,
+            None,
             grid.sample_seed,
+            &r.clf,
+            &r.reference,
         )?;
-        points.push(PointResult {
-            arm: arm.name.clone(),
-            seed,
-            kind: kind.into(),
-            point: if kind == "final" {
-                c.nimg as f64
-            } else {
-                point
-            },
-            step: c.step,
-            nimg: c.nimg,
-            nimg_scored: c.nimg_scored,
-            seconds: c.seconds,
-            unguided: None,
-            guided: None,
-            images: Some(ImagePoint {
-                fd: m.fd,
-                kid: m.kid_mean,
-                precision: m.precision,
-                recall: m.recall,
-                class_accuracy: m.class_accuracy,
-                n,
-                feature_network: m.feature_network,
-                sample_seconds,
-            }),
-            exact_loss: None,
+        let mut p = PointResult::at(&arm.name, seed, kind, point, c);
+        p.images = Some(ImagePoint {
+            fd: m.fd,
+            kid: m.kid_mean,
+            precision: m.precision,
+            recall: m.recall,
+            class_accuracy: m.class_accuracy,
+            n,
+            feature_network: m.feature_network,
+            sample_seconds,
         });
+        points.push(p);
         Ok(())
     };
     each_point(grid, cell, &mut eval)?;
