@@ -50,6 +50,13 @@ pub struct MlpConfig {
     pub width: usize,
     /// Number of hidden MP-SiLU + MP-linear layers after the input layer (4 in the toy).
     pub layers: usize,
+    /// Initial output gain g (0 in the published toy).
+    #[serde(default)]
+    pub gain_init: f64,
+    /// Keep the output gain g ≤ 0 (g ← −|g| after every optimiser step). In the `energy`
+    /// form this keeps log p̂ ≤ −½‖x̂‖², a density bounded by a Gaussian.
+    #[serde(default)]
+    pub negative_gain: bool,
 }
 
 /// The network F; preconditioning lives in [`crate::diffusion::precond`].
@@ -76,7 +83,8 @@ impl MlpConfig {
             .collect();
         let out = (self.output == Output::Denoiser)
             .then(|| MpLinear::init(self.width, 2, &mut rng, device));
-        let gain = Tensor::<1>::from_data(TensorData::new(vec![0.0f32], [1]), device);
+        let gain =
+            Tensor::<1>::from_data(TensorData::new(vec![self.gain_init as f32], [1]), device);
         Mlp {
             input,
             hidden,
@@ -156,6 +164,8 @@ mod tests {
             engine: Engine::Burn,
             width: 16,
             layers: 4,
+            gain_init: 0.0,
+            negative_gain: false,
         }
         .init(3, &dev);
         net.gain = Param::from_tensor(Tensor::<1>::from_data(

@@ -209,21 +209,13 @@ impl RunConfig {
                 ));
             }
         }
-        if self.model.engine == crate::models::mlp::Engine::Fused
-            && self.model.output != crate::models::mlp::Output::Denoiser
-        {
-            return Err(invalid(
-                "model.engine",
-                "the fused engine trains the denoiser form only; use model.engine=burn for \
-                 model.output=energy",
-            ));
-        }
         if self.model.width == 0 {
             return Err(invalid("model.width", "must be at least 1"));
         }
         if self.model.layers == 0 {
             return Err(invalid("model.layers", "must be at least 1"));
         }
+        finite("model.gain_init", self.model.gain_init)?;
         positive("diffusion.sigma_data", self.diffusion.sigma_data)?;
         finite("diffusion.p_mean", self.diffusion.p_mean)?;
         positive("diffusion.p_std", self.diffusion.p_std)?;

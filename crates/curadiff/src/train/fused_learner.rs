@@ -12,8 +12,9 @@ use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
 use crate::diffusion::loss::{f_target, Space, Weighting};
 use crate::diffusion::precond::Precond;
 use crate::error::{Error, Result};
-use crate::models::fused::{self, FusedBatch};
+use crate::models::fused::{self, FusedBatch, Head};
 use crate::models::mlp::Mlp;
+use crate::models::mlp::Output;
 
 /// Network, Adam state and EMA of a toy run trained by the fused kernel.
 pub struct FusedLearner {
@@ -29,6 +30,8 @@ pub struct FusedLearner {
     gamma: f64,
     weighting: Weighting,
     sigma_data: f64,
+    head: Head,
+    negative_gain: bool,
     /// A burn network of the same shape, used to build inference denoisers.
     template: Mlp,
 }
@@ -64,6 +67,8 @@ impl FusedLearner {
             },
             weighting: cfg.diffusion.weighting,
             sigma_data: cfg.diffusion.sigma_data,
+            head: head_of(cfg),
+            negative_gain: cfg.model.negative_gain,
             template,
         }
     }
@@ -74,14 +79,14 @@ impl FusedLearner {
 
     pub fn losses(&self, batch: &Batch) -> Result<Losses> {
         let i = self.inputs(batch);
-        let (weighted, x0_error) = fused::losses(&self.params, &fb(&i));
+        let (weighted, x0_error) = fused::losses(&self.params, &fb(&i), self.head);
         Ok(Losses { weighted, x0_error })
     }
 
     /// One Adam step (with forced weight normalisation) on `batch`.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<Losses> {
         let i = self.inputs(batch);
-        let out = fused::loss_and_grads(&self.params, &fb(&i));
+        let out = fused::loss_and_grads(&self.params, &fb(&i), self.head);
         self.t += 1;
         let t = self.t as i32;
         let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
@@ -97,6 +102,11 @@ impl FusedLearner {
             }
             if p.shape.len() >= 2 {
                 renormalize(p);
+            }
+        }
+        if self.negative_gain {
+            if let Some(g) = self.params.last_mut() {
+                g.data.iter_mut().for_each(|v| *v = -v.abs());
             }
         }
         Ok(Losses {
@@ -129,6 +139,7 @@ impl FusedLearner {
         FusedDenoiser {
             params: self.params.clone(),
             sigma_data: self.sigma_data,
+            head: self.head,
         }
     }
 
@@ -136,6 +147,7 @@ impl FusedLearner {
         FusedDenoiser {
             params: self.ema.clone().unwrap_or_else(|| self.params.clone()),
             sigma_data: self.sigma_data,
+            head: self.head,
         }
     }
 
@@ -238,6 +250,7 @@ fn features_of(x: &[f64], sigma: f64, sd: f64) -> [f32; 4] {
 pub struct FusedDenoiser {
     pub params: Vec<HostParam>,
     pub sigma_data: f64,
+    pub head: Head,
 }
 
 impl Denoiser<2> for FusedDenoiser {
@@ -251,7 +264,7 @@ impl Denoiser<2> for FusedDenoiser {
         for (r, &s) in xs.chunks(2).zip(sigma) {
             features.extend(features_of(&[r[0] as f64, r[1] as f64], s, self.sigma_data));
         }
-        let f = fused::predict(&self.params, &features);
+        let f = fused::predict(&self.params, &features, self.head);
         let d: Vec<f32> = xs
             .chunks(2)
             .zip(f.chunks(2))
@@ -272,8 +285,16 @@ impl Denoiser<2> for FusedDenoiser {
 impl ToyModel for FusedDenoiser {
     fn losses(&self, batch: &Batch, weighting: Weighting) -> Result<Losses> {
         let i = inputs(batch, weighting, self.sigma_data);
-        let (weighted, x0_error) = fused::losses(&self.params, &fb(&i));
+        let (weighted, x0_error) = fused::losses(&self.params, &fb(&i), self.head);
         Ok(Losses { weighted, x0_error })
+    }
+}
+
+/// The fused kernel's head for the configured model form.
+pub fn head_of(cfg: &RunConfig) -> Head {
+    match cfg.model.output {
+        Output::Denoiser => Head::Denoiser,
+        Output::Energy => Head::energy(cfg.model.width, cfg.diffusion.sigma_data),
     }
 }
 
@@ -326,10 +347,23 @@ mod tests {
     #[test]
     fn fused_kernel_matches_burn_autodiff() {
         // Same init, same batches: the fused engine's losses and three Adam steps must match
-        // burn's to float rounding, for both loss weightings.
-        for weighting in [Weighting::Score, Weighting::Edm] {
+        // burn's to float rounding, for both loss weightings and both model forms (burn
+        // differentiates the energy form's explicit input gradient by autodiff; the fused
+        // kernel by its hand-derived second backward pass).
+        // With `negative_gain` both engines reflect the (positive) starting gain after each
+        // step, so it must end ≤ 0 in both.
+        let cases = [
+            (Weighting::Score, Output::Denoiser, false),
+            (Weighting::Edm, Output::Denoiser, false),
+            (Weighting::Score, Output::Energy, false),
+            (Weighting::Edm, Output::Energy, false),
+            (Weighting::Score, Output::Energy, true),
+        ];
+        for (weighting, output, negative_gain) in cases {
             let mut cfg = preset("toy").unwrap();
             cfg.model.width = 16;
+            cfg.model.output = output;
+            cfg.model.negative_gain = negative_gain;
             cfg.diffusion.weighting = weighting;
             let dev = crate::device::training();
             cfg.model.engine = Engine::Burn;
@@ -347,7 +381,7 @@ mod tests {
             // Raw gradients (Adam's first steps hide their scale, so compare them directly).
             let b = toy_batch(&m, &mut noise, LossTarget::Exact, 1, 99, 1000);
             let (_, gb) = burn.loss_and_grads(&b);
-            let gf = fused::loss_and_grads(&fused.params, &fb(&fused.inputs(&b))).grads;
+            let gf = fused::loss_and_grads(&fused.params, &fb(&fused.inputs(&b)), fused.head).grads;
             let mut visitor = GradVisitor(&gb, Vec::new());
             burn::module::Module::visit(&burn.den.net, &mut visitor);
             for (a, c) in visitor.1.iter().zip(&gf) {
@@ -356,7 +390,7 @@ mod tests {
                 for (x, y) in a.iter().zip(c) {
                     assert!(
                         (x - y).abs() <= 1e-3 * scale,
-                        "{weighting:?} grad {x} vs {y}"
+                        "{weighting:?} {output:?} grad {x} vs {y}"
                     );
                 }
             }
@@ -369,10 +403,21 @@ mod tests {
                 }
             }
             let pb = params::to_host(&burn.den.net).unwrap();
+            if negative_gain {
+                let (gb, gf) = (
+                    pb.last().unwrap().data[0],
+                    fused.params.last().unwrap().data[0],
+                );
+                assert!(gb < 0.0 && gf < 0.0, "gains {gb}, {gf} should be negative");
+            }
             for (a, c) in pb.iter().zip(&fused.params) {
                 assert_eq!(a.name, c.name);
                 for (x, y) in a.data.iter().zip(&c.data) {
-                    assert!((x - y).abs() < 2e-4, "{weighting:?} {}: {x} vs {y}", a.name);
+                    assert!(
+                        (x - y).abs() < 2e-4,
+                        "{weighting:?} {output:?} {}: {x} vs {y}",
+                        a.name
+                    );
                 }
             }
         }
@@ -380,8 +425,15 @@ mod tests {
 
     #[test]
     fn fused_inference_matches_burn_inference() {
+        for output in [Output::Denoiser, Output::Energy] {
+            inference_matches(output);
+        }
+    }
+
+    fn inference_matches(output: Output) {
         let mut cfg = preset("toy").unwrap();
         cfg.model.width = 16;
+        cfg.model.output = output;
         let mut fused = FusedLearner::new(&cfg, &crate::device::training());
         fused.params.last_mut().unwrap().data[0] = 0.9;
         let burn = fused.burn_denoiser(&fused.params).unwrap();

@@ -40,6 +40,7 @@ pub struct BurnLearner {
     pub ema: Option<Vec<Tensor<1>>>,
     gamma: f64,
     weighting: Weighting,
+    negative_gain: bool,
 }
 
 fn read(t: Tensor<1>, what: &str) -> Result<Vec<f32>> {
@@ -65,6 +66,7 @@ impl BurnLearner {
                 0.0
             },
             weighting: cfg.diffusion.weighting,
+            negative_gain: cfg.model.negative_gain,
         }
     }
 
@@ -79,6 +81,18 @@ impl BurnLearner {
         let (l, grads) = self.loss_and_grads(batch);
         let net = self.den.net.clone();
         self.den.net = self.adam.step(net, &grads, lr);
+        if self.negative_gain {
+            let g = self.den.net.gain.clone();
+            self.den.net.gain = g.map(|t| {
+                let grad = t.is_require_grad();
+                let fresh = Tensor::from_inner(t.inner().abs().neg());
+                if grad {
+                    fresh.require_grad()
+                } else {
+                    fresh
+                }
+            });
+        }
         Ok(Losses {
             weighted: read(l.weighted.inner(), "the per-example loss")?,
             x0_error: read(l.x0_error.inner(), "the per-example x0-error")?,
