@@ -288,6 +288,11 @@ mod tests {
             .to_string();
         assert!(e.contains("diffusion.p_std"), "{e}");
         let e = c
+            .with_overrides(&["model.gain_init=nan".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.gain_init"), "{e}");
+        let e = c
             .with_overrides(&["sampler.sigma_max=-1".into()])
             .unwrap_err()
             .to_string();
