@@ -1,6 +1,7 @@
-//! A fused CPU kernel for the toy MLP's `denoiser` form: forward, backward and the per-example
-//! loss in one pass over row blocks, with hand-derived gradients (checked against burn's
-//! autodiff in the tests below). Same parameters, names and maths as [`super::mlp::Mlp`]; it
+//! A fused CPU kernel for the toy MLP, both forms (see [`Head`]): forward, the energy form's
+//! input gradient, backward and the per-example loss in one pass over row blocks, with
+//! hand-derived gradients (checked against burn's autodiff in `train::fused_learner`'s
+//! tests). Same parameters, names and maths as [`super::mlp::Mlp`]; it
 //! exists because the toy's tiny matrices leave burn's per-op overhead and scalar `exp`
 //! dominating a step.
 //!

@@ -6,7 +6,8 @@
 //!   The score is its x-gradient, which [`Mlp::energy_score`] computes by an explicit
 //!   backward pass built from ordinary tensor ops, so that training (which differentiates the
 //!   score with respect to the weights) needs no double backprop from the framework. A
-//!   guided score s₀ + w(s₁ − s₀) of two such models is again a gradient field.
+//!   guided score s₀ + w(s₁ − s₀) of two such models is again a gradient field. The toy
+//!   presets keep g ≤ 0 ([`MlpConfig::negative_gain`]), so that log p̂ is bounded above.
 //! - `denoiser`: an extra MP-linear layer to 2 outputs predicts the preconditioned output F
 //!   directly, D = c_skip·x + c_out·g·F (cheaper, but the score is not constrained to be a
 //!   gradient field).
@@ -34,7 +35,7 @@ pub enum Output {
 pub enum Engine {
     /// burn on the compiled backend: both forms, any device.
     Burn,
-    /// The fused CPU kernel ([`super::fused`]): `denoiser` form only, several times faster.
+    /// The fused CPU kernel ([`super::fused`]): both forms, several times faster (CPU only).
     Fused,
 }
 
@@ -44,7 +45,7 @@ pub enum Engine {
 pub struct MlpConfig {
     /// "energy" (the published toy) or "denoiser".
     pub output: Output,
-    /// Training engine: "fused" (CPU, denoiser form) or "burn".
+    /// Training engine: "fused" (CPU) or "burn".
     pub engine: Engine,
     /// Hidden width (64 for the main toy model, 32 for the guide).
     pub width: usize,
