@@ -530,37 +530,40 @@ fn block_grads_generic(
         (Some(c), Head::Energy { rho }) => {
             energy_backward(net, &f, c, feats, rows, &o_bar, rho, &mut grads)
         }
-        _ => denoiser_backward(net, &f, feats, rows, o_bar, &mut grads),
+        _ => forward_backward(net, &f, feats, rows, o_bar, &[], &mut grads),
     }
     (weighted, x0, grads, g_bar)
 }
 
-/// Weight gradients (before the normalisation) of the denoiser head, from ō = ∂L/∂o.
+/// Back through the forward pass, top down: adds the weight gradients (before the
+/// normalisation) to `grads` (which start at zero), given `top`, the gradient w.r.t. the
+/// last layer's output, and `extra[l]`, any gradient w.r.t. h_l that arrives by another
+/// path (the energy head's second backward pass; empty for the denoiser head). For the
+/// denoiser head the last layer is the output layer and `top` is ō = ∂L/∂o.
 #[inline(always)]
-fn denoiser_backward(
+fn forward_backward(
     net: &Normalized,
     f: &Forward,
     feats: &[f32],
     rows: usize,
-    o_bar: Vec<f32>,
+    top: Vec<f32>,
+    extra: &[Vec<f32>],
     grads: &mut [Vec<f32>],
 ) {
     let nl = net.w.len();
-    // Output layer and the trunk, top down.
-    let mut up = o_bar; // gradient w.r.t. the current layer's output, [rows, out]
+    let mut up = top; // gradient w.r.t. the current layer's output, [rows, out]
     for l in (1..nl).rev() {
         let (out_dim, in_dim) = net.shapes[l];
-        let act = &f.a[l - 1]; // input of layer l, [rows, in]
-                               // Ŵ̄_l = upᵀ·act : [out, in]
+        // Ŵ̄_l += upᵀ·a_l : [out, in]
         gemm(
             out_dim,
             rows,
             in_dim,
             &up,
             (1, out_dim),
-            act,
+            &f.a[l - 1],
             (in_dim, 1),
-            0.0,
+            1.0,
             &mut grads[l],
         );
         // ā = up·Ŵ_l : [rows, in]
@@ -576,10 +579,13 @@ fn denoiser_backward(
             0.0,
             &mut a_bar,
         );
-        // h̄ = ā ⊙ mp_silu'(h)
+        // h̄_{l−1} = ā ⊙ mp_silu'(h_{l−1}) (+ the other path's part)
         let (h, s) = (&f.h[l - 1], &f.sig[l - 1]);
         for j in 0..a_bar.len() {
             a_bar[j] *= silu_grad(h[j], s[j]);
+        }
+        if let Some(e) = extra.get(l - 1) {
+            a_bar.iter_mut().zip(e).for_each(|(a, b)| *a += b);
         }
         up = a_bar;
     }
@@ -592,7 +598,7 @@ fn denoiser_backward(
         (1, width),
         feats,
         (fin, 1),
-        0.0,
+        1.0,
         &mut grads[0],
     );
 }
@@ -683,53 +689,8 @@ fn energy_backward(
         );
         d_bar = next;
     }
-    // δ_L = y = h_L
-    h_bar[nl - 1]
-        .iter_mut()
-        .zip(&d_bar)
-        .for_each(|(a, b)| *a += b);
-    // Back through the forward pass, top down.
-    for l in (1..nl).rev() {
-        let (out_dim, in_dim) = net.shapes[l];
-        let up = std::mem::take(&mut h_bar[l]);
-        gemm(
-            out_dim,
-            rows,
-            in_dim,
-            &up,
-            (1, out_dim),
-            &f.a[l - 1],
-            (in_dim, 1),
-            1.0,
-            &mut grads[l],
-        );
-        let mut a_bar = vec![0.0f32; rows * in_dim];
-        gemm(
-            rows,
-            out_dim,
-            in_dim,
-            &up,
-            (out_dim, 1),
-            &net.w[l],
-            (in_dim, 1),
-            0.0,
-            &mut a_bar,
-        );
-        let (h, s) = (&f.h[l - 1], &f.sig[l - 1]);
-        let hb = &mut h_bar[l - 1];
-        for j in 0..a_bar.len() {
-            hb[j] += a_bar[j] * silu_grad(h[j], s[j]);
-        }
-    }
-    gemm(
-        width,
-        rows,
-        fin,
-        &h_bar[0],
-        (1, width),
-        feats,
-        (fin, 1),
-        1.0,
-        &mut grads[0],
-    );
+    // δ_L = y = h_L, then back through the forward pass.
+    let mut top = h_bar.pop().unwrap_or_default();
+    top.iter_mut().zip(&d_bar).for_each(|(a, b)| *a += b);
+    forward_backward(net, f, feats, rows, top, &h_bar, grads);
 }
