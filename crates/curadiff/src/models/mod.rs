@@ -1,5 +1,7 @@
 //! Denoiser networks and the magnitude-preserving layers they are built from.
 pub mod fused;
+pub mod gemm;
 pub mod layers;
 pub mod mlp;
 pub mod unet;
+pub mod unet_fused;

@@ -57,6 +57,20 @@ pub struct UnetConfig {
     pub label_dropout: f64,
     /// Learn the per-σ uncertainty u(σ) of EDM2 and weight the loss by it.
     pub uncertainty: bool,
+    /// The engine that trains and runs the network on the CPU.
+    #[serde(default)]
+    pub engine: UnetEngine,
+}
+
+/// How the U-Net is computed: `fused`, the hand-written CPU engine of
+/// [`crate::models::unet_fused`] (the default; networks with attention fall back to burn), or
+/// `burn`, burn's autodiff on the compiled backend (the reference, and the GPU path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnetEngine {
+    #[default]
+    Fused,
+    Burn,
 }
 
 impl Default for UnetConfig {
@@ -74,6 +88,7 @@ impl Default for UnetConfig {
             num_classes: 10,
             label_dropout: 0.1,
             uncertainty: false,
+            engine: UnetEngine::Fused,
         }
     }
 }

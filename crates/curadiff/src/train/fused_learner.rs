@@ -5,29 +5,20 @@ use std::collections::BTreeMap;
 
 use super::batch::Batch;
 use super::config::RunConfig;
-use super::ema;
+use super::host_state::HostState;
 use super::learner::{Losses, ToyModel};
 use super::params::{self, HostParam};
 use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
 use crate::diffusion::loss::{f_target, Space, Weighting};
 use crate::diffusion::precond::Precond;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::fused::{self, FusedBatch, Head};
 use crate::models::mlp::Mlp;
 use crate::models::mlp::Output;
 
 /// Network, Adam state and EMA of a toy run trained by the fused kernel.
 pub struct FusedLearner {
-    pub params: Vec<HostParam>,
-    pub ema: Option<Vec<HostParam>>,
-    pub m: Vec<Vec<f32>>,
-    pub v: Vec<Vec<f32>>,
-    /// Adam steps taken.
-    pub t: u64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    gamma: f64,
+    pub state: HostState,
     weighting: Weighting,
     sigma_data: f64,
     head: Head,
@@ -50,21 +41,12 @@ impl FusedLearner {
         let template = cfg.model.init(cfg.seed, &device.clone().without_autodiff());
         let params = params::to_host(&template)
             .unwrap_or_else(|e| panic!("internal: cannot read fresh CPU parameters: {e}"));
-        let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
         Self {
-            ema: (cfg.train.ema_sigma_rel > 0.0).then(|| params.clone()),
-            m: zeros.clone(),
-            v: zeros,
-            t: 0,
-            params,
-            beta1: cfg.train.beta1,
-            beta2: cfg.train.beta2,
-            eps: cfg.train.eps,
-            gamma: if cfg.train.ema_sigma_rel > 0.0 {
-                ema::gamma_from_sigma_rel(cfg.train.ema_sigma_rel)
-            } else {
-                0.0
-            },
+            state: HostState::new(
+                params,
+                (cfg.train.beta1, cfg.train.beta2, cfg.train.eps),
+                cfg.train.ema_sigma_rel,
+            ),
             weighting: cfg.diffusion.weighting,
             sigma_data: cfg.diffusion.sigma_data,
             head: head_of(cfg),
@@ -73,39 +55,28 @@ impl FusedLearner {
         }
     }
 
+    /// The current parameters.
+    pub fn params(&self) -> &[HostParam] {
+        &self.state.params
+    }
+
     fn inputs(&self, batch: &Batch) -> Inputs {
         inputs(batch, self.weighting, self.sigma_data)
     }
 
     pub fn losses(&self, batch: &Batch) -> Result<Losses> {
         let i = self.inputs(batch);
-        let (weighted, x0_error) = fused::losses(&self.params, &fb(&i), self.head);
+        let (weighted, x0_error) = fused::losses(self.params(), &fb(&i), self.head);
         Ok(Losses { weighted, x0_error })
     }
 
     /// One Adam step (with forced weight normalisation) on `batch`.
     pub fn step(&mut self, batch: &Batch, lr: f64) -> Result<Losses> {
         let i = self.inputs(batch);
-        let out = fused::loss_and_grads(&self.params, &fb(&i), self.head);
-        self.t += 1;
-        let t = self.t as i32;
-        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
-        let m_hat = (1.0 / (1.0 - self.beta1.powi(t))) as f32;
-        let v_hat = (1.0 / (1.0 - self.beta2.powi(t))) as f32;
-        let (lr, eps) = (lr as f32, self.eps as f32);
-        for (k, p) in self.params.iter_mut().enumerate() {
-            let (m, v, g) = (&mut self.m[k], &mut self.v[k], &out.grads[k]);
-            for j in 0..p.data.len() {
-                m[j] = m[j] * b1 + g[j] * (1.0 - b1);
-                v[j] = v[j] * b2 + g[j] * g[j] * (1.0 - b2);
-                p.data[j] -= lr * m[j] * m_hat / ((v[j] * v_hat).sqrt() + eps);
-            }
-            if p.shape.len() >= 2 {
-                renormalize(p);
-            }
-        }
+        let out = fused::loss_and_grads(self.params(), &fb(&i), self.head);
+        self.state.adam_step(&out.grads, lr);
         if self.negative_gain {
-            if let Some(g) = self.params.last_mut() {
+            if let Some(g) = self.state.params.last_mut() {
                 g.data.iter_mut().for_each(|v| *v = -v.abs());
             }
         }
@@ -116,15 +87,7 @@ impl FusedLearner {
     }
 
     pub fn update_ema(&mut self, nimg: u64, batch: usize) {
-        let Some(ema) = self.ema.as_mut() else {
-            return;
-        };
-        let beta = ema::beta(self.gamma, nimg as f64, batch as f64) as f32;
-        for (e, p) in ema.iter_mut().zip(&self.params) {
-            for (ev, pv) in e.data.iter_mut().zip(&p.data) {
-                *ev = *ev * beta + pv * (1.0 - beta);
-            }
-        }
+        self.state.update_ema(nimg, batch);
     }
 
     /// The weights as a burn network (for other devices and cross-checks).
@@ -137,7 +100,7 @@ impl FusedLearner {
 
     pub fn inference(&self) -> FusedDenoiser {
         FusedDenoiser {
-            params: self.params.clone(),
+            params: self.state.params.clone(),
             sigma_data: self.sigma_data,
             head: self.head,
         }
@@ -145,68 +108,18 @@ impl FusedLearner {
 
     pub fn ema_inference(&self) -> FusedDenoiser {
         FusedDenoiser {
-            params: self.ema.clone().unwrap_or_else(|| self.params.clone()),
+            params: self.state.ema_params().to_vec(),
             sigma_data: self.sigma_data,
             head: self.head,
         }
     }
 
     pub fn to_groups(&self) -> BTreeMap<String, Vec<HostParam>> {
-        let like = |v: &[Vec<f32>]| -> Vec<HostParam> {
-            self.params
-                .iter()
-                .zip(v)
-                .map(|(p, d)| HostParam {
-                    name: p.name.clone(),
-                    shape: p.shape.clone(),
-                    data: d.clone(),
-                })
-                .collect()
-        };
-        let mut g = BTreeMap::new();
-        g.insert("net".into(), self.params.clone());
-        if let Some(e) = &self.ema {
-            g.insert("ema".into(), e.clone());
-        }
-        g.insert("adam_m".into(), like(&self.m));
-        g.insert("adam_v".into(), like(&self.v));
-        g
+        self.state.to_groups()
     }
 
     pub fn load_groups(&mut self, g: &BTreeMap<String, Vec<HostParam>>, adam_t: u64) -> Result<()> {
-        let get = |k: &str| {
-            g.get(k)
-                .ok_or_else(|| Error::Model(format!("checkpoint has no '{k}' tensors")))
-        };
-        let model = self.params.clone();
-        let check = |ps: &[HostParam]| -> Result<()> {
-            let fits = ps.len() == model.len()
-                && ps
-                    .iter()
-                    .zip(&model)
-                    .all(|(a, b)| a.shape == b.shape && a.name == b.name);
-            if fits {
-                Ok(())
-            } else {
-                Err(Error::Model(
-                    "stored parameters do not match the model's names and shapes".into(),
-                ))
-            }
-        };
-        for k in ["net", "adam_m", "adam_v"] {
-            check(get(k)?)?;
-        }
-        if self.ema.is_some() {
-            check(get("ema")?)?;
-        }
-        self.params = get("net")?.clone();
-        if self.ema.is_some() {
-            self.ema = Some(get("ema")?.clone());
-        }
-        self.m = get("adam_m")?.iter().map(|p| p.data.clone()).collect();
-        self.v = get("adam_v")?.iter().map(|p| p.data.clone()).collect();
-        self.t = adam_t;
-        Ok(())
+        self.state.load_groups(g, adam_t)
     }
 }
 
@@ -307,17 +220,6 @@ fn fb(i: &Inputs) -> FusedBatch<'_> {
     }
 }
 
-/// Forced weight normalisation of a stored [out, in…] weight (EDM2 `normalize`).
-fn renormalize(p: &mut HostParam) {
-    let rows = p.shape[0];
-    let cols = p.data.len() / rows;
-    let scale = (cols as f32).sqrt();
-    for r in p.data.chunks_mut(cols) {
-        let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
-        let d = crate::models::layers::NORM_EPS as f32 + n / scale;
-        r.iter_mut().for_each(|v| *v /= d);
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -371,8 +273,8 @@ mod tests {
             cfg.model.engine = Engine::Fused;
             let mut fused = FusedLearner::new(&cfg, &dev);
             // Non-zero gain so that every layer gets a gradient from the first step.
-            fused.params.last_mut().unwrap().data[0] = 0.5;
-            burn.den.net = params::from_host(burn.den.net.clone(), &fused.params).unwrap();
+            fused.state.params.last_mut().unwrap().data[0] = 0.5;
+            burn.den.net = params::from_host(burn.den.net.clone(), &fused.state.params).unwrap();
             let m = Mixture::tree(Classes::A);
             let mut noise = LogNormal {
                 p_mean: -1.2,
@@ -381,7 +283,7 @@ mod tests {
             // Raw gradients (Adam's first steps hide their scale, so compare them directly).
             let b = toy_batch(&m, &mut noise, LossTarget::Exact, 1, 99, 1000);
             let (_, gb) = burn.loss_and_grads(&b);
-            let gf = fused::loss_and_grads(&fused.params, &fb(&fused.inputs(&b)), fused.head).grads;
+            let gf = fused::loss_and_grads(&fused.state.params, &fb(&fused.inputs(&b)), fused.head).grads;
             let mut visitor = GradVisitor(&gb, Vec::new());
             burn::module::Module::visit(&burn.den.net, &mut visitor);
             for (a, c) in visitor.1.iter().zip(&gf) {
@@ -406,11 +308,11 @@ mod tests {
             if negative_gain {
                 let (gb, gf) = (
                     pb.last().unwrap().data[0],
-                    fused.params.last().unwrap().data[0],
+                    fused.state.params.last().unwrap().data[0],
                 );
                 assert!(gb < 0.0 && gf < 0.0, "gains {gb}, {gf} should be negative");
             }
-            for (a, c) in pb.iter().zip(&fused.params) {
+            for (a, c) in pb.iter().zip(&fused.state.params) {
                 assert_eq!(a.name, c.name);
                 for (x, y) in a.data.iter().zip(&c.data) {
                     assert!(
@@ -435,8 +337,8 @@ mod tests {
         cfg.model.width = 16;
         cfg.model.output = output;
         let mut fused = FusedLearner::new(&cfg, &crate::device::training());
-        fused.params.last_mut().unwrap().data[0] = 0.9;
-        let burn = fused.burn_denoiser(&fused.params).unwrap();
+        fused.state.params.last_mut().unwrap().data[0] = 0.9;
+        let burn = fused.burn_denoiser(&fused.state.params).unwrap();
         let fast = fused.inference();
         let m = Mixture::tree(Classes::A);
         let mut noise = LogNormal {

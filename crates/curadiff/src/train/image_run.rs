@@ -117,7 +117,7 @@ pub fn unet_of(cfg: &RunConfig) -> Result<&UnetConfig> {
 
 /// A fresh learner for an image config (on the training device).
 pub fn learner(cfg: &RunConfig) -> Result<ImageLearner> {
-    Ok(ImageLearner::new(
+    ImageLearner::new(
         unet_of(cfg)?,
         cfg.seed,
         cfg.diffusion.sigma_data,
@@ -125,7 +125,7 @@ pub fn learner(cfg: &RunConfig) -> Result<ImageLearner> {
         Adam::new(cfg.train.beta1, cfg.train.beta2, cfg.train.eps),
         cfg.train.ema_sigma_rel,
         &crate::device::training(),
-    ))
+    )
 }
 
 fn counters_of(meta: &CheckpointMeta) -> Counters {
