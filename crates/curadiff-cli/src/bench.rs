@@ -8,14 +8,17 @@ use curadiff::train::learner::ToyLearner;
 use curadiff::train::presets::preset;
 use std::time::Instant;
 
-/// Times `steps` training steps of `name` after 3 warm-up steps; prints one JSON line.
-pub fn speed(name: &str, steps: u64) -> Result<()> {
+/// Times `steps` training steps of `name` (with `sets` overrides) after 3 warm-up steps;
+/// prints one JSON line.
+pub fn speed(name: &str, steps: u64, sets: &[String]) -> Result<()> {
     if name == "classifier" {
         return classifier_speed(steps);
     }
-    let cfg = preset(name)?;
+    let cfg = preset(name)?.with_overrides(sets)?;
     if cfg.data.is_images() {
-        return image_speed(name, &cfg, steps);
+        let v = curadiff::bench::image_speed::image_speed(name, &cfg, steps)?;
+        println!("{v}");
+        return Ok(());
     }
     let mixture = Mixture::tree(cfg.data.classes);
     let mut noise = cfg.diffusion.noise();
@@ -55,71 +58,6 @@ pub fn speed(name: &str, steps: u64) -> Result<()> {
             "steps_per_s": 1.0 / per_step,
             "ms_per_step": { "data": 1e3 * data / n, "model": 1e3 * model / n, "total": 1e3 * per_step },
             "projected_preset_seconds": per_step * iters,
-        })
-    );
-    Ok(())
-}
-
-/// Image presets: training images/s (forward + backward + Adam + EMA, and the forward pass
-/// alone) at the preset's batch, and sampling images/s (Heun, the preset's sampler steps,
-/// batch of the same size, unguided); one JSON line.
-fn image_speed(name: &str, cfg: &curadiff::train::config::RunConfig, steps: u64) -> Result<()> {
-    use curadiff::train::image::{image_batch, sample_images, Guide};
-    use curadiff::train::image_run;
-    let set = image_run::training_set(&cfg.data, cfg.seed)?;
-    let unet = image_run::unet_of(cfg)?;
-    image_run::check_fits(&set, unet, "the training data")?;
-    let mut l = image_run::learner(cfg)?;
-    let mut noise = cfg.diffusion.noise();
-    let b = cfg.train.batch;
-    let warmup = 2;
-    let (mut data, mut train, mut fwd) = (0.0, 0.0, 0.0);
-    for step in 0..warmup + steps {
-        let t = Instant::now();
-        let batch = image_batch(&set, &mut noise, unet.label_dropout, cfg.seed, step, b);
-        let t_data = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        l.step(&batch, cfg.train.lr.at(0.0))?;
-        l.update_ema((step + 1) * b as u64, b);
-        let t_train = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        l.losses(&batch)?;
-        let t_fwd = t.elapsed().as_secs_f64();
-        if step >= warmup {
-            data += t_data;
-            train += t_train;
-            fwd += t_fwd;
-        }
-    }
-    let n = steps.max(1) as f64;
-    let den = l.ema_inference();
-    let labels: Vec<Option<usize>> = (0..b).map(|i| Some(i % unet.num_classes.max(1))).collect();
-    let t = Instant::now();
-    sample_images(
-        &den,
-        &Guide::None,
-        &labels,
-        &image_run::sampling(&cfg.sampler),
-        7,
-        &curadiff::device::inference(),
-    )?;
-    let t_sample = t.elapsed().as_secs_f64();
-    let nfe = 2 * cfg.sampler.steps - 1;
-    println!(
-        "{}",
-        serde_json::json!({
-            "preset": name,
-            "batch": b,
-            "threads": rayon_threads(),
-            "params": l.num_params(),
-            "steps_timed": steps,
-            "train_images_per_s": b as f64 * n / (data + train),
-            "ms_per_step": { "data": 1e3 * data / n, "train": 1e3 * train / n },
-            "forward_images_per_s": b as f64 * n / fwd,
-            "sampling": { "images": b, "heun_steps": cfg.sampler.steps, "nfe": nfe,
-                          "seconds": t_sample, "images_per_s": b as f64 / t_sample },
-            "projected_preset_seconds": (data + train) / n
-                * (cfg.train.duration_nimg as f64 / b as f64),
         })
     );
     Ok(())

@@ -137,6 +137,9 @@ enum Command {
         /// Training steps to time (after 3 warm-up steps).
         #[arg(long, default_value_t = 64)]
         steps: u64,
+        /// Override a config field of the timed preset: --set unet.engine=burn (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// List the presets and the results they reach.
     Presets,
@@ -480,8 +483,9 @@ fn execute(cli: Cli) -> Result<()> {
             grid,
             out,
             steps,
+            sets,
         } => match (speed, grid, out) {
-            (Some(p), _, _) => bench::speed(&p, steps)?,
+            (Some(p), _, _) => bench::speed(&p, steps, &sets)?,
             (None, Some(g), Some(o)) => bench::grid(&g, &o)?,
             _ => anyhow::bail!(curadiff::Error::Config(
                 "bench needs --speed PRESET or --grid FILE.toml --out DIR".into()

@@ -2,4 +2,5 @@
 //! fixed budget points (images trained, seconds), evaluated unguided and autoguided, and
 //! summarised as a report with plots.
 pub mod grid;
+pub mod image_speed;
 pub mod report;

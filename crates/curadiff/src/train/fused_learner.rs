@@ -220,7 +220,6 @@ fn fb(i: &Inputs) -> FusedBatch<'_> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,7 +282,8 @@ mod tests {
             // Raw gradients (Adam's first steps hide their scale, so compare them directly).
             let b = toy_batch(&m, &mut noise, LossTarget::Exact, 1, 99, 1000);
             let (_, gb) = burn.loss_and_grads(&b);
-            let gf = fused::loss_and_grads(&fused.state.params, &fb(&fused.inputs(&b)), fused.head).grads;
+            let gf = fused::loss_and_grads(&fused.state.params, &fb(&fused.inputs(&b)), fused.head)
+                .grads;
             let mut visitor = GradVisitor(&gb, Vec::new());
             burn::module::Module::visit(&burn.den.net, &mut visitor);
             for (a, c) in visitor.1.iter().zip(&gf) {

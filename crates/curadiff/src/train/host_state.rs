@@ -27,7 +27,11 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state for `params`, with an EMA when `ema_sigma_rel` > 0.
-    pub fn new(params: Vec<HostParam>, (beta1, beta2, eps): (f64, f64, f64), ema_sigma_rel: f64) -> Self {
+    pub fn new(
+        params: Vec<HostParam>,
+        (beta1, beta2, eps): (f64, f64, f64),
+        ema_sigma_rel: f64,
+    ) -> Self {
         let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
         Self {
             ema: (ema_sigma_rel > 0.0).then(|| params.clone()),

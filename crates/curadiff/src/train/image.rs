@@ -203,9 +203,9 @@ impl Denoiser<4> for Guided<'_> {
                     .chain(std::iter::repeat_n(None, n))
                     .collect();
                 let sig: Vec<f64> = sigma.iter().chain(sigma).copied().collect();
-                let both = self
-                    .main
-                    .denoise_labels(Tensor::cat(vec![x.clone(), x], 0), &sig, &labels);
+                let both =
+                    self.main
+                        .denoise_labels(Tensor::cat(vec![x.clone(), x], 0), &sig, &labels);
                 let [_, c, h, ww] = both.dims();
                 (
                     both.clone().slice([0..n, 0..c, 0..h, 0..ww]),

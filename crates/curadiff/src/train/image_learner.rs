@@ -301,14 +301,8 @@ impl ImageLearner {
             Engine::Burn(s) => {
                 let device = s.den.net.out_gain.val().device().without_autodiff();
                 let net = s.den.net.clone();
-                s.den.net = params::restore_learner(
-                    net,
-                    &mut s.ema,
-                    &mut s.adam,
-                    g,
-                    adam_t,
-                    &device,
-                )?;
+                s.den.net =
+                    params::restore_learner(net, &mut s.ema, &mut s.adam, g, adam_t, &device)?;
                 Ok(())
             }
             Engine::Fused(f) => f.state.load_groups(g, adam_t),
@@ -534,7 +528,6 @@ mod tests {
         assert!(first.is_finite());
     }
 
-
     /// A U-Net with every fused block kind: encoder blocks with and without a channel
     /// change, down, up, decoder blocks with skips, the class embedding and the uncertainty
     /// head; no attention.
@@ -593,12 +586,18 @@ mod tests {
         let b = image_batch(&set, &mut lognormal(), 0.3, 0, 0, 11);
         assert!(b.labels.iter().any(Option::is_none) && b.labels.iter().any(Option::is_some));
         // Forward: F (and u) of the inference denoisers.
-        let x = Tensor::<4>::from_data(TensorData::new(b.x.clone(), [11, 1, 28, 28]), &Device::flex());
+        let x = Tensor::<4>::from_data(
+            TensorData::new(b.x.clone(), [11, 1, 28, 28]),
+            &Device::flex(),
+        );
         let (fb, ub) = burn.inference().predict(x.clone(), &b.sigma, &b.labels);
         let (ff, uf) = fused.inference().predict(x, &b.sigma, &b.labels);
         let (fb, ff) = (read(fb, "F").unwrap(), read(ff, "F").unwrap());
         assert!(rel_err(&ff, &fb) < 1e-4, "F: {}", rel_err(&ff, &fb));
-        let (ub, uf) = (read(ub.unwrap(), "u").unwrap(), read(uf.unwrap(), "u").unwrap());
+        let (ub, uf) = (
+            read(ub.unwrap(), "u").unwrap(),
+            read(uf.unwrap(), "u").unwrap(),
+        );
         assert!(rel_err(&uf, &ub) < 1e-4, "u: {}", rel_err(&uf, &ub));
         // Losses and gradients.
         let Engine::Burn(s) = &burn.engine else {
@@ -652,16 +651,9 @@ mod tests {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let mut l = ImageLearner::new(
-                    &cfg,
-                    3,
-                    0.5,
-                    Weighting::Edm,
-                    adam(),
-                    0.05,
-                    &Device::flex(),
-                )
-                .unwrap();
+                let mut l =
+                    ImageLearner::new(&cfg, 3, 0.5, Weighting::Edm, adam(), 0.05, &Device::flex())
+                        .unwrap();
                 for step in 0..2 {
                     let b = image_batch(&set, &mut lognormal(), 0.1, 0, step, 20);
                     l.step(&b, 0.01).unwrap();

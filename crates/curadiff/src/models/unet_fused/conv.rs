@@ -61,7 +61,7 @@ impl Shape {
     pub fn pixels(&self) -> usize {
         self.n * self.h * self.w
     }
-    pub fn len(&self) -> usize {
+    pub fn numel(&self) -> usize {
         self.pixels() * self.c
     }
 }
@@ -176,9 +176,10 @@ mod tests {
                                     {
                                         continue;
                                     }
-                                    let xv = x[((i * s.h + yy as usize) * s.w + xs as usize) * s.c
-                                        + ci];
-                                    let wv = w[((co * s.c + ci) * 3 + ky as usize) * 3 + kx as usize];
+                                    let xv =
+                                        x[((i * s.h + yy as usize) * s.w + xs as usize) * s.c + ci];
+                                    let wv =
+                                        w[((co * s.c + ci) * 3 + ky as usize) * 3 + kx as usize];
                                     acc += xv as f64 * wv as f64;
                                 }
                             }
@@ -192,7 +193,9 @@ mod tests {
     }
 
     fn ramp(n: usize, a: usize, b: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i * a % b) as f32 - b as f32 / 2.0) / b as f32).collect()
+        (0..n)
+            .map(|i| ((i * a % b) as f32 - b as f32 / 2.0) / b as f32)
+            .collect()
     }
 
     #[test]
@@ -204,7 +207,7 @@ mod tests {
             c: 3,
         };
         let cout = 4;
-        let x = ramp(s.len(), 7, 13);
+        let x = ramp(s.numel(), 7, 13);
         let w_burn = ramp(cout * s.c * 9, 5, 11);
         let mut w = vec![0.0; w_burn.len()];
         to_kernel_order(&w_burn, cout, s.c, 3, &mut w);
@@ -230,7 +233,7 @@ mod tests {
         };
         let mut flipped = vec![0.0; w.len()];
         flip(&w, cout, s.c, &mut flipped);
-        let mut dx = vec![0.0; s.len()];
+        let mut dx = vec![0.0; s.numel()];
         let so = Shape { c: cout, ..s };
         let mut col_o = vec![0.0; s.pixels() * 9 * cout];
         conv3_bwd_data(&g, so, &flipped, s.c, &mut col_o, &mut dx);
@@ -248,7 +251,11 @@ mod tests {
             let mut p = w_burn.clone();
             p[i] += 1.0;
             let d = loss(&x, &p) - loss(&x, &w_burn);
-            assert!((d - dw_burn[i] as f64).abs() < 1e-4, "dw[{i}]: {} vs {d}", dw_burn[i]);
+            assert!(
+                (d - dw_burn[i] as f64).abs() < 1e-4,
+                "dw[{i}]: {} vs {d}",
+                dw_burn[i]
+            );
         }
         // 1×1: out = x·wᵀ; dx = g·w; dw = gᵀ·x.
         let w1 = ramp(cout * s.c, 5, 9);
@@ -256,7 +263,7 @@ mod tests {
         conv1_fwd(&x, s.pixels(), s.c, &w1, cout, &mut o1);
         let want: f32 = (0..s.c).map(|ci| x[ci] * w1[ci]).sum();
         assert!((o1[0] - want).abs() < 1e-6);
-        let mut d1 = vec![0.0; s.len()];
+        let mut d1 = vec![0.0; s.numel()];
         conv1_bwd_data(&g, s.pixels(), cout, &w1, s.c, &mut d1);
         let want: f32 = (0..cout).map(|co| g[co] * w1[co * s.c]).sum();
         assert!((d1[0] - want).abs() < 1e-6);

@@ -76,7 +76,10 @@ pub fn mp_sum_coefs(t: f64) -> (f32, f32) {
 pub fn mp_cat_coefs(na: usize, nb: usize, t: f64) -> (f32, f32) {
     let (na, nb) = (na as f64, nb as f64);
     let c = ((na + nb) / ((1.0 - t).powi(2) + t * t)).sqrt();
-    ((c / na.sqrt() * (1.0 - t)) as f32, (c / nb.sqrt() * t) as f32)
+    (
+        (c / na.sqrt() * (1.0 - t)) as f32,
+        (c / nb.sqrt() * t) as f32,
+    )
 }
 
 /// out[p] = [ca·a[p] (na channels), cb·b[p] (nb channels)] for every pixel p.
@@ -268,7 +271,9 @@ mod tests {
 
     #[test]
     fn backward_passes_match_finite_differences() {
-        let x: Vec<f32> = (0..24).map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0).collect();
+        let x: Vec<f32> = (0..24)
+            .map(|i| ((i * 37 % 17) as f32 - 8.0) / 4.0)
+            .collect();
         let g: Vec<f32> = (0..24).map(|i| ((i * 11 % 7) as f32 - 3.0) / 3.0).collect();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(u, v)| (u * v) as f64).sum();
         // MP-SiLU.

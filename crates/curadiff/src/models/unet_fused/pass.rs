@@ -1,8 +1,7 @@
 //! The forward and backward passes of the fused U-Net over one chunk of images.
 
 use super::conv::{
-    conv1_bwd_data, conv1_bwd_weight, conv1_fwd, conv3_bwd_data, conv3_bwd_weight, conv3_fwd,
-    Shape,
+    conv1_bwd_data, conv1_bwd_weight, conv1_fwd, conv3_bwd_data, conv3_bwd_weight, conv3_fwd, Shape,
 };
 use super::ops::{
     cat_bwd, cat_fwd, clamp_bwd, down_bwd, down_fwd, modulate_bwd, modulate_fwd, mp_cat_coefs,
@@ -42,7 +41,7 @@ fn shape(n: usize, res: usize, c: usize) -> Shape {
 }
 
 /// The chunk `k`'s slice of a per-example array of `per` values.
-pub(super) fn part<'a>(v: &'a [f32], k: usize, n: usize, per: usize) -> &'a [f32] {
+pub(super) fn part(v: &[f32], k: usize, n: usize, per: usize) -> &[f32] {
     let lo = (k * CHUNK).min(n) * per;
     let hi = ((k + 1) * CHUNK).min(n) * per;
     &v[lo..hi]
@@ -70,7 +69,12 @@ fn output<'a>(x0: &'a [f32], done: &'a [BlockTape], id: usize) -> &'a [f32] {
 
 /// Forward pass of one chunk; leaves every activation the backward pass needs in `ws` and
 /// F (NHWC before the gain, in `ws.o`). Returns u(σ) per image when the network has the head.
-pub(super) fn chunk_forward(plan: &Plan, w: &Prepared, inp: &Inputs, ws: &mut Workspace) -> Vec<f32> {
+pub(super) fn chunk_forward(
+    plan: &Plan,
+    w: &Prepared,
+    inp: &Inputs,
+    ws: &mut Workspace,
+) -> Vec<f32> {
     let n = inp.n;
     let ce = plan.emb_channels;
     let cn = plan.noise_channels;
@@ -316,7 +320,14 @@ fn block_backward(
         *gv *= ca;
     }
     let sc = shape(n, b.res, cout);
-    conv3_bwd_weight(&t.s1, sc, s1, cout, buf(col, p * 9 * cout), &mut grads[b.w1]);
+    conv3_bwd_weight(
+        &t.s1,
+        sc,
+        s1,
+        cout,
+        buf(col, p * 9 * cout),
+        &mut grads[b.w1],
+    );
     conv3_bwd_data(s1, sc, &w.flipped[b.w1], cout, col, buf(s2, p * cout));
     silu_bwd(&t.m, s2, buf(s1, p * cout), false);
     modulate_bwd(
@@ -337,10 +348,37 @@ fn block_backward(
         *o = gain * d;
     }
     let ce = emb.len() / n;
-    sgemm(cout, n, ce, dlin, (1, cout), emb, (ce, 1), 1.0, &mut grads[b.emb]);
-    sgemm(n, cout, ce, dlin, (cout, 1), &w.w[b.emb], (ce, 1), 1.0, d_emb);
+    sgemm(
+        cout,
+        n,
+        ce,
+        dlin,
+        (1, cout),
+        emb,
+        (ce, 1),
+        1.0,
+        &mut grads[b.emb],
+    );
+    sgemm(
+        n,
+        cout,
+        ce,
+        dlin,
+        (cout, 1),
+        &w.w[b.emb],
+        (ce, 1),
+        1.0,
+        d_emb,
+    );
     let s0 = shape(n, b.res, c0in);
-    conv3_bwd_weight(&t.s0, s0, s2, cout, buf(col, p * 9 * c0in), &mut grads[b.w0]);
+    conv3_bwd_weight(
+        &t.s0,
+        s0,
+        s2,
+        cout,
+        buf(col, p * 9 * c0in),
+        &mut grads[b.w0],
+    );
     conv3_bwd_data(s2, sc, &w.flipped[b.w0], c0in, col, buf(s1, p * c0in));
     // s1 = gradient of mp_silu's output on the branch input.
     let d_src: &mut Vec<f32> = if b.kind.encoder() {
@@ -378,7 +416,14 @@ fn block_backward(
 
 /// Backward pass of one chunk after [`chunk_forward`]: `df` is the gradient of the loss with
 /// respect to F (NCHW), `du` with respect to u(σ). Accumulates into `ws.grads`.
-pub(super) fn chunk_backward(plan: &Plan, w: &Prepared, inp: &Inputs, df: &[f32], du: &[f32], ws: &mut Workspace) {
+pub(super) fn chunk_backward(
+    plan: &Plan,
+    w: &Prepared,
+    inp: &Inputs,
+    df: &[f32],
+    du: &[f32],
+    ws: &mut Workspace,
+) {
     let n = inp.n;
     let (c, res) = (plan.img_channels, plan.res);
     let hw = res * res;
@@ -496,7 +541,17 @@ pub(super) fn chunk_backward(plan: &Plan, w: &Prepared, inp: &Inputs, df: &[f32]
         for (o, v) in de.iter_mut().zip(dpre.iter()) {
             *o = cb * v;
         }
-        sgemm(ce, n, k, s2, (1, ce), &ws.cl, (k, 1), 1.0, &mut ws.grads[li]);
+        sgemm(
+            ce,
+            n,
+            k,
+            s2,
+            (1, ce),
+            &ws.cl,
+            (k, 1),
+            1.0,
+            &mut ws.grads[li],
+        );
         for v in s1.iter_mut() {
             *v *= ca;
         }
@@ -504,9 +559,28 @@ pub(super) fn chunk_backward(plan: &Plan, w: &Prepared, inp: &Inputs, df: &[f32]
     } else {
         s1
     };
-    sgemm(ce, n, cn, de1, (1, ce), inp.noise, (cn, 1), 1.0, &mut ws.grads[plan.emb_noise]);
+    sgemm(
+        ce,
+        n,
+        cn,
+        de1,
+        (1, ce),
+        inp.noise,
+        (cn, 1),
+        1.0,
+        &mut ws.grads[plan.emb_noise],
+    );
     if let Some(li) = plan.logvar {
-        sgemm(1, n, cn, du, (1, 1), inp.noise, (cn, 1), 1.0, &mut ws.grads[li]);
+        sgemm(
+            1,
+            n,
+            cn,
+            du,
+            (1, 1),
+            inp.noise,
+            (cn, 1),
+            1.0,
+            &mut ws.grads[li],
+        );
     }
 }
-

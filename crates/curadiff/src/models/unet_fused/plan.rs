@@ -112,12 +112,12 @@ impl Plan {
         let conv_in = find("conv_in.weight", conv(cn(0), cfg.img_channels + 1, 3))?;
         let mut blocks = Vec::new();
         let block = |prefix: String,
-                         kind: Kind,
-                         cin: usize,
-                         cout: usize,
-                         res_in: usize,
-                         skip: Option<(usize, usize)>,
-                         find: &mut dyn FnMut(&str, ParamKind) -> Result<usize>|
+                     kind: Kind,
+                     cin: usize,
+                     cout: usize,
+                     res_in: usize,
+                     skip: Option<(usize, usize)>,
+                     find: &mut dyn FnMut(&str, ParamKind) -> Result<usize>|
          -> Result<BlockPlan> {
             let res = match kind {
                 Kind::Down => res_in / 2,
@@ -158,7 +158,15 @@ impl Plan {
         let mut e = 0;
         for l in 0..levels {
             if l > 0 {
-                let b = block(format!("enc.{e}"), Kind::Down, cout, cout, res, None, &mut find)?;
+                let b = block(
+                    format!("enc.{e}"),
+                    Kind::Down,
+                    cout,
+                    cout,
+                    res,
+                    None,
+                    &mut find,
+                )?;
                 res = b.res;
                 blocks.push(b);
                 e += 1;
@@ -196,7 +204,15 @@ impl Plan {
                     d += 1;
                 }
             } else {
-                let b = block(format!("dec.{d}"), Kind::Up, cout, cout, res, None, &mut find)?;
+                let b = block(
+                    format!("dec.{d}"),
+                    Kind::Up,
+                    cout,
+                    cout,
+                    res,
+                    None,
+                    &mut find,
+                )?;
                 res = b.res;
                 blocks.push(b);
                 d += 1;
