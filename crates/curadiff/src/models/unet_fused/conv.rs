@@ -12,6 +12,7 @@ use crate::models::gemm::sgemm;
 
 /// col[p, (ky·3 + kx)·c + ci] = x[image, y + ky − 1, x + kx − 1, ci] (0 outside the image) for
 /// every pixel p of `[n, h, w, c]`.
+#[inline(always)]
 pub fn im2col3(x: &[f32], n: usize, h: usize, w: usize, c: usize, col: &mut [f32]) {
     let k9 = 9 * c;
     let c3 = 3 * c;
@@ -67,6 +68,7 @@ impl Shape {
 }
 
 /// out `[P, cout]` = im2col(x)·wᵀ for x of shape `s` and w `[cout, 9·s.c]`.
+#[inline(always)]
 pub fn conv3_fwd(x: &[f32], s: Shape, w: &[f32], cout: usize, col: &mut [f32], out: &mut [f32]) {
     let (p, k) = (s.pixels(), 9 * s.c);
     im2col3(x, s.n, s.h, s.w, s.c, col);
@@ -75,6 +77,7 @@ pub fn conv3_fwd(x: &[f32], s: Shape, w: &[f32], cout: usize, col: &mut [f32], o
 
 /// dx `[P, cin]` of a 3×3 convolution from its output gradient dy `[P, cout]` (shape `s` with
 /// `s.c = cout`) and the flipped weight `[9·cout, cin]` of [`flip`].
+#[inline(always)]
 pub fn conv3_bwd_data(
     dy: &[f32],
     s: Shape,
@@ -90,6 +93,7 @@ pub fn conv3_bwd_data(
 
 /// dw `[cout, 9·s.c]` += dyᵀ·im2col(x) for the input x of shape `s` and the output gradient
 /// dy `[P, cout]`.
+#[inline(always)]
 pub fn conv3_bwd_weight(
     x: &[f32],
     s: Shape,
@@ -104,6 +108,7 @@ pub fn conv3_bwd_weight(
 }
 
 /// The weight of the input gradient: flipped[(ky, kx, co), ci] = w[co, (2 − ky, 2 − kx, ci)].
+#[inline(always)]
 pub fn flip(w: &[f32], cout: usize, cin: usize, flipped: &mut [f32]) {
     for co in 0..cout {
         for ky in 0..3 {

@@ -57,15 +57,16 @@ pub fn forward(
     ws: &mut Vec<Workspace>,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
     let len = plan.img_channels * plan.res * plan.res;
-    let chunks = inp.n.div_ceil(CHUNK);
+    let chunk = CHUNK;
+    let chunks = inp.n.div_ceil(chunk);
     ready(ws, chunks);
     let mut f = vec![0.0f32; inp.n * len];
     let us: Vec<Vec<f32>> = ws[..chunks]
         .par_iter_mut()
-        .zip(f.par_chunks_mut(CHUNK * len))
+        .zip(f.par_chunks_mut(chunk * len))
         .enumerate()
         .map(|(k, (wk, fk))| {
-            let ci = chunk_inputs(inp, plan, k);
+            let ci = chunk_inputs(inp, plan, k, chunk);
             let u = chunk_forward(plan, w, &ci, wk);
             write_f(plan, w, ci.n, &wk.o, fk);
             u
@@ -154,7 +155,7 @@ pub fn loss_and_grads(
         .par_iter_mut()
         .enumerate()
         .map(|(k, wk)| {
-            let ci = chunk_inputs(inp, plan, k);
+            let ci = chunk_inputs(inp, plan, k, CHUNK);
             let n = ci.n;
             if wk.grads.len() != w.w.len() {
                 wk.grads = w.w.iter().map(|v| vec![0.0; v.len()]).collect();
@@ -164,9 +165,9 @@ pub fn loss_and_grads(
             let u = chunk_forward(plan, w, &ci, wk);
             let mut f = vec![0.0f32; n * len];
             write_f(plan, w, n, &wk.o, &mut f);
-            let target = part(li.target, k, b, len);
-            let weight = part(li.weight, k, b, 1);
-            let to_x0 = part(li.to_x0, k, b, 1);
+            let target = part(li.target, k, b, len, CHUNK);
+            let weight = part(li.weight, k, b, 1, CHUNK);
+            let to_x0 = part(li.to_x0, k, b, 1, CHUNK);
             let mut weighted = vec![0.0f32; n];
             let mut x0 = vec![0.0f32; n];
             let mut du = vec![0.0f32; n];

@@ -27,7 +27,8 @@ pub use driver::{LossInputs, LossOutput};
 pub use pass::Inputs;
 pub use plan::{Plan, Prepared};
 
-/// Images per chunk of a batch.
+/// Images per chunk of a batch. Measured on the Intel machine (2026-12-02): chunks of 2, 4
+/// and 8 images give the same forward rate within noise, so the training chunk serves both.
 pub const CHUNK: usize = 8;
 
 use std::sync::Mutex;

@@ -20,6 +20,7 @@ fn sigmoid(h: f32) -> f32 {
 }
 
 /// out = mp_silu(x) = x·σ(x)/0.596.
+#[inline(always)]
 pub fn silu_fwd(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = v * sigmoid(v) * SILU_SCALE;
@@ -27,6 +28,7 @@ pub fn silu_fwd(x: &[f32], out: &mut [f32]) {
 }
 
 /// dx = g·mp_silu'(x) (overwrite, or add when `acc`).
+#[inline(always)]
 pub fn silu_bwd(x: &[f32], g: &[f32], dx: &mut [f32], acc: bool) {
     for ((d, &v), &gv) in dx.iter_mut().zip(x).zip(g) {
         let s = sigmoid(v);
@@ -36,6 +38,7 @@ pub fn silu_bwd(x: &[f32], g: &[f32], dx: &mut [f32], acc: bool) {
 }
 
 /// Pixel norm over the `c` channels of each pixel: out = x / (ε + ‖x‖/√c).
+#[inline(always)]
 pub fn pixel_norm_fwd(x: &[f32], c: usize, out: &mut [f32]) {
     let rc = 1.0 / (c as f32).sqrt();
     for (xp, op) in x.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
@@ -49,6 +52,7 @@ pub fn pixel_norm_fwd(x: &[f32], c: usize, out: &mut [f32]) {
 
 /// Backward of [`pixel_norm_fwd`]: with d = ε + ‖x‖/√c,
 /// dx = g/d − x·(g·x)/(d²·√c·‖x‖).
+#[inline(always)]
 pub fn pixel_norm_bwd(x: &[f32], g: &[f32], c: usize, dx: &mut [f32]) {
     let rc = 1.0 / (c as f32).sqrt();
     for ((xp, gp), dp) in x
@@ -67,12 +71,14 @@ pub fn pixel_norm_bwd(x: &[f32], g: &[f32], c: usize, dx: &mut [f32]) {
 }
 
 /// The two coefficients of `mp_sum(a, b, t) = ca·a + cb·b`.
+#[inline(always)]
 pub fn mp_sum_coefs(t: f64) -> (f32, f32) {
     let s = ((1.0 - t).powi(2) + t * t).sqrt();
     (((1.0 - t) / s) as f32, (t / s) as f32)
 }
 
 /// The two coefficients of `mp_cat(a, b, t)` for `na` and `nb` channels.
+#[inline(always)]
 pub fn mp_cat_coefs(na: usize, nb: usize, t: f64) -> (f32, f32) {
     let (na, nb) = (na as f64, nb as f64);
     let c = ((na + nb) / ((1.0 - t).powi(2) + t * t)).sqrt();
@@ -83,6 +89,7 @@ pub fn mp_cat_coefs(na: usize, nb: usize, t: f64) -> (f32, f32) {
 }
 
 /// out[p] = [ca·a[p] (na channels), cb·b[p] (nb channels)] for every pixel p.
+#[inline(always)]
 pub fn cat_fwd(a: &[f32], na: usize, b: &[f32], nb: usize, (ca, cb): (f32, f32), out: &mut [f32]) {
     for ((ap, bp), op) in a
         .chunks_exact(na)
@@ -99,6 +106,7 @@ pub fn cat_fwd(a: &[f32], na: usize, b: &[f32], nb: usize, (ca, cb): (f32, f32),
 }
 
 /// Backward of [`cat_fwd`]: da = ca·g[..na], db = cb·g[na..].
+#[inline(always)]
 pub fn cat_bwd(
     g: &[f32],
     na: usize,
@@ -122,6 +130,7 @@ pub fn cat_bwd(
 }
 
 /// out = ca·a + cb·b, clamped to ±`clip`.
+#[inline(always)]
 pub fn sum_clamp_fwd(a: &[f32], b: &[f32], (ca, cb): (f32, f32), clip: f32, out: &mut [f32]) {
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
         *o = (ca * x + cb * y).clamp(-clip, clip);
@@ -129,6 +138,7 @@ pub fn sum_clamp_fwd(a: &[f32], b: &[f32], (ca, cb): (f32, f32), clip: f32, out:
 }
 
 /// Zeroes `g` where the clamp of [`sum_clamp_fwd`] was active (|out| reached `clip`).
+#[inline(always)]
 pub fn clamp_bwd(out: &[f32], clip: f32, g: &mut [f32]) {
     for (gv, &o) in g.iter_mut().zip(out) {
         if o.abs() >= clip {
@@ -138,6 +148,7 @@ pub fn clamp_bwd(out: &[f32], clip: f32, g: &mut [f32]) {
 }
 
 /// m = y·c per image and channel: `y` is `[n, hw, ch]`, `c` is `[n, ch]`.
+#[inline(always)]
 pub fn modulate_fwd(y: &[f32], c: &[f32], hw: usize, ch: usize, m: &mut [f32]) {
     for ((yi, mi), ci) in y
         .chunks_exact(hw * ch)
@@ -153,6 +164,7 @@ pub fn modulate_fwd(y: &[f32], c: &[f32], hw: usize, ch: usize, m: &mut [f32]) {
 }
 
 /// Backward of [`modulate_fwd`]: dy = dm·c, dc[n, ch] = Σ_pixels dm·y (overwrites both).
+#[inline(always)]
 pub fn modulate_bwd(
     y: &[f32],
     c: &[f32],
@@ -184,6 +196,7 @@ pub fn modulate_bwd(
 }
 
 /// 2×2 average pooling of `[n, h, w, c]` into `[n, h/2, w/2, c]`.
+#[inline(always)]
 pub fn down_fwd(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32]) {
     let (h2, w2) = (h / 2, w / 2);
     for i in 0..n {
@@ -202,6 +215,7 @@ pub fn down_fwd(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f3
 }
 
 /// Backward of [`down_fwd`]: each input pixel gets a quarter of its output's gradient.
+#[inline(always)]
 pub fn down_bwd(g: &[f32], n: usize, h: usize, w: usize, c: usize, dx: &mut [f32]) {
     let (h2, w2) = (h / 2, w / 2);
     for i in 0..n {
@@ -218,6 +232,7 @@ pub fn down_bwd(g: &[f32], n: usize, h: usize, w: usize, c: usize, dx: &mut [f32
 }
 
 /// Nearest 2× upsampling of `[n, h, w, c]` into `[n, 2h, 2w, c]`.
+#[inline(always)]
 pub fn up_fwd(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32]) {
     let (h2, w2) = (2 * h, 2 * w);
     for i in 0..n {
@@ -232,6 +247,7 @@ pub fn up_fwd(x: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32]
 }
 
 /// Backward of [`up_fwd`]: each input pixel sums the gradients of its four copies.
+#[inline(always)]
 pub fn up_bwd(g: &[f32], n: usize, h: usize, w: usize, c: usize, dx: &mut [f32]) {
     let (h2, w2) = (2 * h, 2 * w);
     for i in 0..n {

@@ -10,7 +10,6 @@ use super::ops::{
 };
 use super::plan::{BlockPlan, Kind, Plan, Prepared};
 use super::workspace::{buf, BlockTape, Workspace};
-use super::CHUNK;
 use crate::models::gemm::sgemm;
 
 /// EDM2 constants (see [`crate::models::unet`]).
@@ -41,20 +40,27 @@ fn shape(n: usize, res: usize, c: usize) -> Shape {
 }
 
 /// The chunk `k`'s slice of a per-example array of `per` values.
-pub(super) fn part(v: &[f32], k: usize, n: usize, per: usize) -> &[f32] {
-    let lo = (k * CHUNK).min(n) * per;
-    let hi = ((k + 1) * CHUNK).min(n) * per;
+pub(super) fn part(v: &[f32], k: usize, n: usize, per: usize, chunk: usize) -> &[f32] {
+    let lo = (k * chunk).min(n) * per;
+    let hi = ((k + 1) * chunk).min(n) * per;
     &v[lo..hi]
 }
 
-pub(super) fn chunk_inputs<'a>(inp: &Inputs<'a>, plan: &Plan, k: usize) -> Inputs<'a> {
+pub(super) fn chunk_inputs<'a>(
+    inp: &Inputs<'a>,
+    plan: &Plan,
+    k: usize,
+    chunk: usize,
+) -> Inputs<'a> {
     let len = plan.img_channels * plan.res * plan.res;
-    let n = ((k + 1) * CHUNK).min(inp.n) - k * CHUNK;
+    let n = ((k + 1) * chunk).min(inp.n) - k * chunk;
     Inputs {
         n,
-        x: part(inp.x, k, inp.n, len),
-        noise: part(inp.noise, k, inp.n, plan.noise_channels),
-        class: inp.class.map(|c| part(c, k, inp.n, plan.num_classes)),
+        x: part(inp.x, k, inp.n, len, chunk),
+        noise: part(inp.noise, k, inp.n, plan.noise_channels, chunk),
+        class: inp
+            .class
+            .map(|c| part(c, k, inp.n, plan.num_classes, chunk)),
     }
 }
 
@@ -69,12 +75,56 @@ fn output<'a>(x0: &'a [f32], done: &'a [BlockTape], id: usize) -> &'a [f32] {
 
 /// Forward pass of one chunk; leaves every activation the backward pass needs in `ws` and
 /// F (NHWC before the gain, in `ws.o`). Returns u(σ) per image when the network has the head.
+///
+/// Runs on the widest vector unit the CPU reports at run time: the variants compile the same
+/// code (Rust does not contract to fused multiply-adds), so they give bit-identical results,
+/// and the element-wise chains (MP-SiLU's `exp`, pixel norm, modulation) vectorise.
 pub(super) fn chunk_forward(
     plan: &Plan,
     w: &Prepared,
     inp: &Inputs,
     ws: &mut Workspace,
 ) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU supports the features the variant is compiled for.
+            return unsafe { chunk_forward_avx512(plan, w, inp, ws) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { chunk_forward_avx2(plan, w, inp, ws) };
+        }
+    }
+    chunk_forward_generic(plan, w, inp, ws)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx2")]
+unsafe fn chunk_forward_avx512(
+    plan: &Plan,
+    w: &Prepared,
+    inp: &Inputs,
+    ws: &mut Workspace,
+) -> Vec<f32> {
+    chunk_forward_generic(plan, w, inp, ws)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chunk_forward_avx2(
+    plan: &Plan,
+    w: &Prepared,
+    inp: &Inputs,
+    ws: &mut Workspace,
+) -> Vec<f32> {
+    chunk_forward_generic(plan, w, inp, ws)
+}
+
+#[inline(always)]
+fn chunk_forward_generic(plan: &Plan, w: &Prepared, inp: &Inputs, ws: &mut Workspace) -> Vec<f32> {
     let n = inp.n;
     let ce = plan.emb_channels;
     let cn = plan.noise_channels;
@@ -196,6 +246,7 @@ fn dims(b: &BlockPlan, n: usize) -> (usize, usize, usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn block_forward(
     b: &BlockPlan,
     w: &Prepared,
@@ -287,6 +338,7 @@ fn block_forward(
 /// scratch); writes the gradient of the block's input to `d_in` and accumulates the
 /// embedding's gradient into `d_emb` and the weights' into `grads`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn block_backward(
     b: &BlockPlan,
     w: &Prepared,
@@ -415,8 +467,60 @@ fn block_backward(
 }
 
 /// Backward pass of one chunk after [`chunk_forward`]: `df` is the gradient of the loss with
-/// respect to F (NCHW), `du` with respect to u(σ). Accumulates into `ws.grads`.
+/// respect to F (NCHW), `du` with respect to u(σ). Accumulates into `ws.grads`. Dispatched
+/// on the CPU's features like [`chunk_forward`].
 pub(super) fn chunk_backward(
+    plan: &Plan,
+    w: &Prepared,
+    inp: &Inputs,
+    df: &[f32],
+    du: &[f32],
+    ws: &mut Workspace,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU supports the features the variant is compiled for.
+            return unsafe { chunk_backward_avx512(plan, w, inp, df, du, ws) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { chunk_backward_avx2(plan, w, inp, df, du, ws) };
+        }
+    }
+    chunk_backward_generic(plan, w, inp, df, du, ws)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx2")]
+unsafe fn chunk_backward_avx512(
+    plan: &Plan,
+    w: &Prepared,
+    inp: &Inputs,
+    df: &[f32],
+    du: &[f32],
+    ws: &mut Workspace,
+) {
+    chunk_backward_generic(plan, w, inp, df, du, ws)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chunk_backward_avx2(
+    plan: &Plan,
+    w: &Prepared,
+    inp: &Inputs,
+    df: &[f32],
+    du: &[f32],
+    ws: &mut Workspace,
+) {
+    chunk_backward_generic(plan, w, inp, df, du, ws)
+}
+
+#[inline(always)]
+fn chunk_backward_generic(
     plan: &Plan,
     w: &Prepared,
     inp: &Inputs,
