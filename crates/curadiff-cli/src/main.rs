@@ -73,7 +73,8 @@ enum Command {
         /// images (class labels beside it as OUT.labels.npy).
         #[arg(long)]
         out: PathBuf,
-        /// Also write a plot PNG here: the scatter plot (toy) or an image grid (images).
+        /// Also write a plot PNG here: the scatter plot (toy) or, for images, a near-square
+        /// grid of the first 256 samples at most (16×16), ordered by class.
         #[arg(long)]
         plot: Option<PathBuf>,
         /// Images: condition every sample on this class (default: sample i gets class
@@ -359,7 +360,7 @@ fn execute(cli: Cli) -> Result<()> {
                 let s = curadiff::imagejob::sample(&req)?;
                 curadiff::imagejob::write(&out, &s)?;
                 if let Some(p) = plot {
-                    curadiff::plot::grid::image_grid_png(&s.images, s.shape, 10, 2, &p)?;
+                    curadiff::plot::grid::sample_grid_png(&s.images, s.shape, &s.labels, 2, &p)?;
                 }
                 eprintln!("wrote {n} images to {}", out.display());
                 return Ok(());

@@ -223,28 +223,66 @@ fn resume_after_sigkill_gives_identical_weights_on_burn() {
     resume_after_sigkill("burn", &[]);
 }
 
+#[test]
+fn image_resume_after_sigkill_gives_identical_weights_on_the_fused_unet() {
+    // A small class-conditional U-Net on the fixture, fused engine, with an EMA and the
+    // uncertainty head: 40 steps of 16, checkpoints every 8 steps.
+    let steps = 40u64;
+    let base: Vec<String> = [
+        format!("data.path={}", fixture().display()),
+        "unet.engine=fused".into(),
+        "unet.uncertainty=true".into(),
+        "unet.channels=8".into(),
+        "unet.mults=[1, 2]".into(),
+        "unet.noise_channels=8".into(),
+        "unet.emb_channels=16".into(),
+        "train.batch=16".into(),
+        format!("train.duration_nimg={}", steps * 16),
+        "train.log_every_nimg=64".into(),
+        format!("train.checkpoint_every_nimg={}", 8 * 16),
+        "train.sample_every_nimg=0".into(),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect();
+    resume_after_sigkill_of("kill-unet-fused", "fmnist", &base, steps);
+}
+
 /// Trains run `a` uninterrupted and run `b` killed after its first checkpoint and resumed;
 /// checks they end identical. Returns the temporary directory holding both.
 fn resume_after_sigkill(engine: &str, sets: &[&str]) -> TempDir {
-    let t = TempDir::new(&format!("kill-{engine}-{}", sets.len()));
     let steps = 1200u64;
+    let mut base: Vec<String> = SMALL.iter().map(|s| s.to_string()).collect();
+    base.extend([
+        "--set".into(),
+        format!("train.duration_nimg={}", steps * 256),
+        "--set".into(),
+        format!("train.checkpoint_every_nimg={}", 100 * 256),
+        "--set".into(),
+        format!("model.engine={engine}"),
+    ]);
+    base.extend(
+        sets.iter()
+            .flat_map(|s| ["--set".to_string(), s.to_string()]),
+    );
+    resume_after_sigkill_of(
+        &format!("kill-{engine}-{}", sets.len()),
+        "toy",
+        &base,
+        steps,
+    )
+}
+
+/// [`resume_after_sigkill`] for any preset: `base` holds every flag after `--out`, and the
+/// run ends at step `steps`.
+fn resume_after_sigkill_of(name: &str, preset: &str, base: &[String], steps: u64) -> TempDir {
+    let t = TempDir::new(name);
     let args = |out: &Path| -> Vec<String> {
-        let mut a: Vec<String> = ["train", "--preset", "toy", "--out", out.to_str().unwrap()]
+        let mut a: Vec<String> = ["train", "--preset", preset, "--out", out.to_str().unwrap()]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        a.extend(SMALL.iter().map(|s| s.to_string()));
-        a.extend([
-            "--set".into(),
-            format!("train.duration_nimg={}", steps * 256),
-            "--set".into(),
-            format!("train.checkpoint_every_nimg={}", 100 * 256),
-            "--set".into(),
-            format!("model.engine={engine}"),
-        ]);
-        for s in sets {
-            a.extend(["--set".into(), s.to_string()]);
-        }
+        a.extend(base.iter().cloned());
         a
     };
     // Uninterrupted reference.

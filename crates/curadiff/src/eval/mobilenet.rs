@@ -65,8 +65,8 @@
 //! On one core of the 2-core development machine (release build, while another job ran):
 //! 20–27 s per 1000 images at side 224 and 2.5–3.3 s per 1000 at side 64. The Fréchet
 //! distance itself ([`super::images::frechet_distance`]) needs two eigendecompositions of
-//! 1280×1280 matrices by cyclic Jacobi rotations, which took 8–9 minutes per distance
-//! (500 vs 500 images), far more than the features.
+//! 1280×1280 matrices (faer's self-adjoint solver): 0.9 s for 10,000 against 10,000 feature
+//! rows on 2 cores (AMD EPYC, 2026-12-02), so the features dominate.
 
 use std::path::{Path, PathBuf};
 
