@@ -552,10 +552,20 @@ mod tests {
 
     #[test]
     fn fused_engine_matches_burn_autodiff() {
+        // Channels 4/8/12 run the im2col convolutions; 16/32 the direct AVX-512 kernels
+        // (tiles of 16 and 32 output channels) where the CPU has them.
+        fused_engine_matches_burn_autodiff_for(fused_cfg());
+        fused_engine_matches_burn_autodiff_for(UnetConfig {
+            channels: 16,
+            mults: vec![1, 2],
+            ..fused_cfg()
+        });
+    }
+
+    fn fused_engine_matches_burn_autodiff_for(cfg: UnetConfig) {
         // Same weights (every gain set away from 0 so that every path contributes), same
         // batch of 11 images (two chunks, one partial; some classes dropped): per-example
         // losses, F and the gradient of every parameter agree to 1e-4 relative error.
-        let cfg = fused_cfg();
         let make = |engine| {
             ImageLearner::new(
                 &UnetConfig {

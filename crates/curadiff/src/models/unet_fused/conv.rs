@@ -1,5 +1,6 @@
-//! Convolutions of the fused U-Net on NHWC activations: 3×3 ("same" zero padding) as an
-//! im2col matrix times the weight, and 1×1 as a plain product, each with its backward passes
+//! Convolutions of the fused U-Net on NHWC activations: 3×3 ("same" zero padding) by the
+//! direct AVX-512 kernel of [`super::direct`] or else as an im2col matrix times the weight
+//! (the weight gradient always so), and 1×1 as a plain product, each with its backward passes
 //! for the input (a 3×3 convolution with the flipped, transposed weight) and for the weight
 //! (the output gradient transposed times the im2col matrix). All products go through
 //! [`crate::models::gemm::sgemm`].
@@ -8,6 +9,7 @@
 //! row; [`to_kernel_order`] and [`from_kernel_order`] convert from and to burn's
 //! `[cout, cin, ky, kx]`.
 
+use super::direct;
 use crate::models::gemm::sgemm;
 
 /// col[p, (ky·3 + kx)·c + ci] = x[image, y + ky − 1, x + kx − 1, ci] (0 outside the image) for
@@ -67,28 +69,42 @@ impl Shape {
     }
 }
 
-/// out `[P, cout]` = im2col(x)·wᵀ for x of shape `s` and w `[cout, 9·s.c]`.
+/// out `[P, cout]` = the 3×3 convolution of x (shape `s`) with the weight `wt`
+/// `[9·s.c, cout]` (Ŵᵀ of [`transpose`]): the direct AVX-512 kernel of [`super::direct`] where
+/// the CPU has it and `cout % 16 == 0`, else im2col(x)·wt. `scratch` holds the padded input or
+/// the im2col matrix.
 #[inline(always)]
-pub fn conv3_fwd(x: &[f32], s: Shape, w: &[f32], cout: usize, col: &mut [f32], out: &mut [f32]) {
+pub fn conv3_fwd(
+    x: &[f32],
+    s: Shape,
+    wt: &[f32],
+    cout: usize,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    if direct::available(cout) {
+        direct::conv3(x, s, wt, cout, grow(scratch, direct::pad_len(s)), out);
+        return;
+    }
     let (p, k) = (s.pixels(), 9 * s.c);
+    let col = grow(scratch, p * k);
     im2col3(x, s.n, s.h, s.w, s.c, col);
-    sgemm(p, k, cout, col, (k, 1), w, (1, k), 0.0, out);
+    sgemm(p, k, cout, col, (k, 1), wt, (cout, 1), 0.0, out);
 }
 
 /// dx `[P, cin]` of a 3×3 convolution from its output gradient dy `[P, cout]` (shape `s` with
-/// `s.c = cout`) and the flipped weight `[9·cout, cin]` of [`flip`].
+/// `s.c = cout`) and the flipped weight `[9·cout, cin]` of [`flip`]: the same correlation as
+/// [`conv3_fwd`].
 #[inline(always)]
 pub fn conv3_bwd_data(
     dy: &[f32],
     s: Shape,
     flipped: &[f32],
     cin: usize,
-    col: &mut [f32],
+    scratch: &mut Vec<f32>,
     dx: &mut [f32],
 ) {
-    let (p, k) = (s.pixels(), 9 * s.c);
-    im2col3(dy, s.n, s.h, s.w, s.c, col);
-    sgemm(p, k, cin, col, (k, 1), flipped, (cin, 1), 0.0, dx);
+    conv3_fwd(dy, s, flipped, cin, scratch, dx);
 }
 
 /// dw `[cout, 9·s.c]` += dyᵀ·im2col(x) for the input x of shape `s` and the output gradient
@@ -99,12 +115,33 @@ pub fn conv3_bwd_weight(
     s: Shape,
     dy: &[f32],
     cout: usize,
-    col: &mut [f32],
+    scratch: &mut Vec<f32>,
     dw: &mut [f32],
 ) {
     let (p, k) = (s.pixels(), 9 * s.c);
+    let col = grow(scratch, p * k);
     im2col3(x, s.n, s.h, s.w, s.c, col);
     sgemm(cout, p, k, dy, (1, cout), col, (k, 1), 1.0, dw);
+}
+
+/// The first `n` floats of a scratch buffer that only grows (its contents are not kept), so
+/// that buffers shared by layers of different sizes are neither shrunk nor re-zeroed.
+#[inline(always)]
+pub fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+/// wt `[k, cout]` = w `[cout, k]` transposed (the forward weight of [`conv3_fwd`]).
+pub fn transpose(w: &[f32], cout: usize, wt: &mut [f32]) {
+    let k = w.len() / cout;
+    for co in 0..cout {
+        for j in 0..k {
+            wt[j * cout + co] = w[co * k + j];
+        }
+    }
 }
 
 /// The weight of the input gradient: flipped[(ky, kx, co), ci] = w[co, (2 − ky, 2 − kx, ci)].
@@ -219,9 +256,11 @@ mod tests {
         let mut back = vec![0.0; w.len()];
         from_kernel_order(&w, cout, s.c, 3, &mut back);
         assert_eq!(back, w_burn);
-        let mut col = vec![0.0; s.pixels() * 9 * s.c];
+        let mut col = Vec::new();
         let mut out = vec![0.0; s.pixels() * cout];
-        conv3_fwd(&x, s, &w, cout, &mut col, &mut out);
+        let mut wt = vec![0.0; w.len()];
+        transpose(&w, cout, &mut wt);
+        conv3_fwd(&x, s, &wt, cout, &mut col, &mut out);
         let want = direct(&x, s, &w_burn, cout);
         for (a, b) in out.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
@@ -240,7 +279,7 @@ mod tests {
         flip(&w, cout, s.c, &mut flipped);
         let mut dx = vec![0.0; s.numel()];
         let so = Shape { c: cout, ..s };
-        let mut col_o = vec![0.0; s.pixels() * 9 * cout];
+        let mut col_o = Vec::new();
         conv3_bwd_data(&g, so, &flipped, s.c, &mut col_o, &mut dx);
         let mut dw = vec![0.0; w.len()];
         conv3_bwd_weight(&x, s, &g, cout, &mut col, &mut dw);

@@ -17,6 +17,7 @@
 //!   the learner falls back to the burn engine for it.
 
 pub mod conv;
+mod direct;
 mod driver;
 pub mod ops;
 mod pass;

@@ -185,9 +185,9 @@ fn chunk_forward_generic(plan: &Plan, w: &Prepared, inp: &Inputs, ws: &mut Works
     conv3_fwd(
         &ws.xin,
         s_in,
-        &w.w[plan.conv_in],
+        &w.wt[plan.conv_in],
         plan.c0,
-        buf(&mut ws.col, n * hw * 9 * (c + 1)),
+        &mut ws.col,
         buf(&mut ws.x0, n * hw * plan.c0),
     );
     // Blocks.
@@ -223,9 +223,9 @@ fn chunk_forward_generic(plan: &Plan, w: &Prepared, inp: &Inputs, ws: &mut Works
     conv3_fwd(
         last,
         shape(n, res, cl),
-        &w.w[plan.out_conv],
+        &w.wt[plan.out_conv],
         c,
-        buf(&mut ws.col, n * hw * 9 * cl),
+        &mut ws.col,
         buf(&mut ws.o, n * hw * c),
     );
     match plan.logvar {
@@ -291,9 +291,9 @@ fn block_forward(
     conv3_fwd(
         &t.s0,
         shape(n, b.res, c0in),
-        &w.w[b.w0],
+        &w.wt[b.w0],
         cout,
-        buf(col, p * 9 * c0in),
+        col,
         buf(&mut t.y0, p * cout),
     );
     let ce = emb.len() / n;
@@ -316,14 +316,7 @@ fn block_forward(
     modulate_fwd(&t.y0, &t.c, hw, cout, buf(&mut t.m, p * cout));
     silu_fwd(&t.m, buf(&mut t.s1, p * cout));
     let y1 = buf(scratch, p * cout);
-    conv3_fwd(
-        &t.s1,
-        shape(n, b.res, cout),
-        &w.w[b.w1],
-        cout,
-        buf(col, p * 9 * cout),
-        y1,
-    );
+    conv3_fwd(&t.s1, shape(n, b.res, cout), &w.wt[b.w1], cout, col, y1);
     let res_part: &[f32] = if b.kind.encoder() { &t.xn } else { res_in };
     sum_clamp_fwd(
         res_part,
@@ -372,14 +365,7 @@ fn block_backward(
         *gv *= ca;
     }
     let sc = shape(n, b.res, cout);
-    conv3_bwd_weight(
-        &t.s1,
-        sc,
-        s1,
-        cout,
-        buf(col, p * 9 * cout),
-        &mut grads[b.w1],
-    );
+    conv3_bwd_weight(&t.s1, sc, s1, cout, col, &mut grads[b.w1]);
     conv3_bwd_data(s1, sc, &w.flipped[b.w1], cout, col, buf(s2, p * cout));
     silu_bwd(&t.m, s2, buf(s1, p * cout), false);
     modulate_bwd(
@@ -423,14 +409,7 @@ fn block_backward(
         d_emb,
     );
     let s0 = shape(n, b.res, c0in);
-    conv3_bwd_weight(
-        &t.s0,
-        s0,
-        s2,
-        cout,
-        buf(col, p * 9 * c0in),
-        &mut grads[b.w0],
-    );
+    conv3_bwd_weight(&t.s0, s0, s2, cout, col, &mut grads[b.w0]);
     conv3_bwd_data(s2, sc, &w.flipped[b.w0], c0in, col, buf(s1, p * c0in));
     // s1 = gradient of mp_silu's output on the branch input.
     let d_src: &mut Vec<f32> = if b.kind.encoder() {
@@ -557,7 +536,7 @@ fn chunk_backward_generic(
         shape(n, res, cl),
         &ws.s[2],
         c,
-        buf(&mut ws.col, n * hw * 9 * cl),
+        &mut ws.col,
         &mut ws.grads[plan.out_conv],
     );
     let [s0, s1, s2, s3] = &mut ws.s;
@@ -566,7 +545,7 @@ fn chunk_backward_generic(
         so,
         &w.flipped[plan.out_conv],
         cl,
-        buf(&mut ws.col, n * hw * 9 * c),
+        &mut ws.col,
         buf(s0, n * hw * cl),
     );
     buf(&mut ws.d_emb, n * ce).fill(0.0);
@@ -632,7 +611,7 @@ fn chunk_backward_generic(
         shape(n, res, c + 1),
         g,
         plan.c0,
-        buf(&mut ws.col, n * hw * 9 * (c + 1)),
+        &mut ws.col,
         &mut ws.grads[plan.conv_in],
     );
     // Embedding.

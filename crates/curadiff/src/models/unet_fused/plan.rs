@@ -2,7 +2,7 @@
 //! and parameter indices (the same structure as [`UnetConfig::init`]), and the weights
 //! normalised for use.
 
-use super::conv::{flip, from_kernel_order, to_kernel_order};
+use super::conv::{flip, from_kernel_order, to_kernel_order, transpose};
 use crate::error::{Error, Result};
 use crate::models::layers::NORM_EPS;
 use crate::models::unet::UnetConfig;
@@ -318,6 +318,8 @@ impl Plan {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub w: Vec<Vec<f32>>,
+    /// 3×3 kernels transposed to `[9·cin, cout]` (the forward convolution's operand).
+    pub wt: Vec<Vec<f32>>,
     pub flipped: Vec<Vec<f32>>,
     norms: Vec<Vec<f32>>,
 }
@@ -326,11 +328,13 @@ impl Prepared {
     pub fn new(plan: &Plan, params: &[HostParam]) -> Self {
         let mut w = Vec::with_capacity(params.len());
         let mut flipped = Vec::with_capacity(params.len());
+        let mut wt = Vec::with_capacity(params.len());
         let mut norms = Vec::with_capacity(params.len());
         for (p, kind) in params.iter().zip(&plan.kinds) {
             let rows = match kind {
                 ParamKind::Gain => {
                     w.push(p.data.clone());
+                    wt.push(Vec::new());
                     flipped.push(Vec::new());
                     norms.push(Vec::new());
                     continue;
@@ -348,6 +352,7 @@ impl Prepared {
                 ns.push(n);
             }
             let mut f = Vec::new();
+            let mut t = Vec::new();
             if let ParamKind::Conv { cout, cin, k } = *kind {
                 let mut ko = vec![0.0; nw.len()];
                 to_kernel_order(&nw, cout, cin, k, &mut ko);
@@ -355,13 +360,21 @@ impl Prepared {
                 if k == 3 {
                     f = vec![0.0; nw.len()];
                     flip(&nw, cout, cin, &mut f);
+                    t = vec![0.0; nw.len()];
+                    transpose(&nw, cout, &mut t);
                 }
             }
             w.push(nw);
+            wt.push(t);
             flipped.push(f);
             norms.push(ns);
         }
-        Self { w, flipped, norms }
+        Self {
+            w,
+            wt,
+            flipped,
+            norms,
+        }
     }
 
     /// The gradient of the stored parameter `i` (burn's layout) from the gradient `g` of its
