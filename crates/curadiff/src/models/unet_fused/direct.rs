@@ -20,7 +20,7 @@ const ACC_REGS: usize = 24;
 pub fn available(cout: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        cout % 16 == 0 && std::arch::is_x86_feature_detected!("avx512f")
+        cout.is_multiple_of(16) && std::arch::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -175,7 +175,11 @@ mod avx512 {
     /// holds `s.pixels()·cout` floats and `cout % 16 == 0`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows(pad: &[f32], s: Shape, wt: &[f32], cout: usize, out: &mut [f32]) {
-        let (v, step) = if cout % 32 == 0 { (2, 32) } else { (1, 16) };
+        let (v, step) = if cout.is_multiple_of(32) {
+            (2, 32)
+        } else {
+            (1, 16)
+        };
         let rmax = ACC_REGS / v;
         let tiles = s.w.div_ceil(rmax);
         let r0 = s.w.div_ceil(tiles);
