@@ -1,6 +1,6 @@
 //! Convolutions of the fused U-Net on NHWC activations: 3×3 ("same" zero padding) by the
 //! direct AVX-512 kernel of [`super::direct`] or else as an im2col matrix times the weight
-//! (the weight gradient always so), and 1×1 as a plain product, each with its backward passes
+//! and 1×1 as a plain product, each with its backward passes
 //! for the input (a 3×3 convolution with the flipped, transposed weight) and for the weight
 //! (the output gradient transposed times the im2col matrix). All products go through
 //! [`crate::models::gemm::sgemm`].
@@ -108,7 +108,7 @@ pub fn conv3_bwd_data(
 }
 
 /// dw `[cout, 9·s.c]` += dyᵀ·im2col(x) for the input x of shape `s` and the output gradient
-/// dy `[P, cout]`.
+/// dy `[P, cout]`: the direct kernel of [`super::direct`] where it runs, else im2col and GEMM.
 #[inline(always)]
 pub fn conv3_bwd_weight(
     x: &[f32],
@@ -118,6 +118,11 @@ pub fn conv3_bwd_weight(
     scratch: &mut Vec<f32>,
     dw: &mut [f32],
 ) {
+    if direct::available(cout) {
+        let pad = grow(scratch, direct::pad_len(s));
+        direct::conv3_weight_grad(x, s, dy, cout, pad, dw);
+        return;
+    }
     let (p, k) = (s.pixels(), 9 * s.c);
     let col = grow(scratch, p * k);
     im2col3(x, s.n, s.h, s.w, s.c, col);

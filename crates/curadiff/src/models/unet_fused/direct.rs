@@ -90,6 +90,64 @@ pub fn conv3(x: &[f32], s: Shape, wt: &[f32], cout: usize, pad: &mut [f32], out:
     };
 }
 
+/// `x` of shape `s` copied into `pad` `[n, h + 2, w + 2, c]` (pixel-major, as NHWC) with zero
+/// borders.
+fn pad_input_nhwc(x: &[f32], s: Shape, pad: &mut [f32]) {
+    let (wp, c) = (s.w + 2, s.c);
+    let row = wp * c;
+    for i in 0..s.n {
+        let img = &mut pad[i * (s.h + 2) * row..(i + 1) * (s.h + 2) * row];
+        img[..row].fill(0.0);
+        img[(s.h + 1) * row..].fill(0.0);
+        for y in 0..s.h {
+            let dst = &mut img[(y + 1) * row..(y + 2) * row];
+            dst[..c].fill(0.0);
+            dst[(s.w + 1) * c..].fill(0.0);
+            dst[c..(s.w + 1) * c].copy_from_slice(&x[(i * s.h + y) * s.w * c..][..s.w * c]);
+        }
+    }
+}
+
+/// dw `[cout, 9·s.c]` (kernel order) += the weight gradient of a 3×3 convolution of x (shape
+/// `s`) whose output gradient is dy `[P, cout]`: dw[co, (ky, kx, ci)] = Σ_p x[p + (ky − 1,
+/// kx − 1), ci]·dy[p, co]. Register tiles of R input channels × 16·V output channels for one
+/// (ky, kx), summed over every pixel in order; `pad` (at least [`pad_len`] floats) holds the
+/// zero-bordered input. Panics unless [`available`]`(cout)`.
+pub fn conv3_weight_grad(
+    x: &[f32],
+    s: Shape,
+    dy: &[f32],
+    cout: usize,
+    pad: &mut [f32],
+    dw: &mut [f32],
+) {
+    assert!(
+        available(cout),
+        "direct conv3: needs AVX-512 and cout % 16 == 0"
+    );
+    assert_eq!(
+        x.len(),
+        s.numel(),
+        "direct conv3 weight gradient: input size"
+    );
+    assert!(
+        dy.len() >= s.pixels() * cout,
+        "direct conv3 weight gradient: dy size"
+    );
+    assert_eq!(
+        dw.len(),
+        9 * s.c * cout,
+        "direct conv3 weight gradient: dw size"
+    );
+    let pad = &mut pad[..pad_len(s)];
+    pad_input_nhwc(x, s, pad);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `available` checked AVX-512F; the asserts above bound every index.
+    unsafe {
+        avx512::weight_grad(pad, s, dy, cout, dw)
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Shape, ACC_REGS};
@@ -211,6 +269,131 @@ mod avx512 {
             }
         }
     }
+    /// One weight-gradient tile: R input channels × 16·V output channels of one (ky, kx),
+    /// summed over all pixels. `x` points at input channel ci0 of the padded pixel
+    /// (ky, kx) of image 0, `dy` at output channel cb of pixel 0. Returns the sums,
+    /// `acc[r][v]` lane l = channel (ci0 + r, cb + 16·v + l).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn wtile<const V: usize, const R: usize>(
+        x: *const f32,
+        s: Shape,
+        dy: *const f32,
+        cout: usize,
+    ) -> [[[f32; 16]; V]; R] {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        let wp = s.w + 2;
+        for i in 0..s.n {
+            for y in 0..s.h {
+                // SAFETY (whole function): pixel (i, y, xx)'s window position (ky, kx) is the
+                // padded pixel (i, y + ky, xx + kx), inside the padded image; channels
+                // ci0..ci0 + R and cb..cb + 16·V are inside c and cout (the caller's tiling).
+                let mut xp = unsafe { x.add((i * (s.h + 2) + y) * wp * s.c) };
+                let mut dp = unsafe { dy.add((i * s.h + y) * s.w * cout) };
+                for _ in 0..s.w {
+                    let mut gv = [_mm512_setzero_ps(); V];
+                    for (v, g) in gv.iter_mut().enumerate() {
+                        *g = unsafe { _mm512_loadu_ps(dp.add(16 * v)) };
+                    }
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let b = _mm512_set1_ps(unsafe { *xp.add(r) });
+                        for v in 0..V {
+                            a[v] = _mm512_fmadd_ps(gv[v], b, a[v]);
+                        }
+                    }
+                    xp = unsafe { xp.add(s.c) };
+                    dp = unsafe { dp.add(cout) };
+                }
+            }
+        }
+        let mut out = [[[0.0f32; 16]; V]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (ov, &av) in o.iter_mut().zip(a) {
+                unsafe { _mm512_storeu_ps(ov.as_mut_ptr(), av) };
+            }
+        }
+        out
+    }
+
+    /// `wtile::<V, r>` for a run-time r in 1..=24/V, added into dw `[cout, 9·c]` at column
+    /// `k0` (= (ky·3 + kx)·c + ci0) and row cb.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wtile_r<const V: usize>(
+        r: usize,
+        x: *const f32,
+        s: Shape,
+        dy: *const f32,
+        cout: usize,
+        dw: &mut [f32],
+        k0: usize,
+        cb: usize,
+    ) {
+        let k9 = 9 * s.c;
+        let mut add = |sums: &[[[f32; 16]; V]]| {
+            for (rr, sv) in sums.iter().enumerate() {
+                for (v, lanes) in sv.iter().enumerate() {
+                    for (l, &val) in lanes.iter().enumerate() {
+                        dw[(cb + 16 * v + l) * k9 + k0 + rr] += val;
+                    }
+                }
+            }
+        };
+        macro_rules! go {
+            ($($n:literal)*) => {
+                match r {
+                    $($n => add(&unsafe { wtile::<V, $n>(x, s, dy, cout) }),)*
+                    _ => unreachable!("direct conv3 weight gradient: tile of {r} channels"),
+                }
+            };
+        }
+        go!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24)
+    }
+
+    /// Every (ky, kx) × input-channel block × output-channel block of the weight gradient.
+    ///
+    /// # Safety
+    /// AVX-512F; `pad` is the pixel-major padded input of shape `s`, dy holds
+    /// `s.pixels()·cout` floats, dw is `[cout, 9·s.c]` and `cout % 16 == 0`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_grad(
+        pad: &[f32],
+        s: Shape,
+        dy: &[f32],
+        cout: usize,
+        dw: &mut [f32],
+    ) {
+        let (v, step) = if cout.is_multiple_of(32) {
+            (2, 32)
+        } else {
+            (1, 16)
+        };
+        let rmax = ACC_REGS / v;
+        let tiles = s.c.div_ceil(rmax);
+        let r0 = s.c.div_ceil(tiles);
+        let wp = s.w + 2;
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let mut ci0 = 0;
+                while ci0 < s.c {
+                    let r = r0.min(s.c - ci0);
+                    let k0 = (ky * 3 + kx) * s.c + ci0;
+                    let xp = pad[(ky * wp + kx) * s.c + ci0..].as_ptr();
+                    for cb in (0..cout).step_by(step) {
+                        let dp = dy[cb..].as_ptr();
+                        // SAFETY: the tile's channels lie inside c and cout; see `wtile`.
+                        unsafe {
+                            if v == 2 {
+                                wtile_r::<2>(r, xp, s, dp, cout, dw, k0, cb);
+                            } else {
+                                wtile_r::<1>(r, xp, s, dp, cout, dw, k0, cb);
+                            }
+                        }
+                    }
+                    ci0 += r;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +448,61 @@ mod tests {
                             assert!(
                                 (got as f64 - acc).abs() < tol,
                                 "{n}x{h}x{w}x{c}->{cout} at ({i},{y},{xx},{co}): {got} vs {acc}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The weight gradient against a plain loop in f64 (accumulating into a non-zero dw).
+    #[test]
+    fn direct_weight_gradient_matches_a_plain_loop() {
+        if !available(16) {
+            eprintln!("skipped: no AVX-512 on this CPU");
+            return;
+        }
+        for (n, h, w, c, cout) in [
+            (2, 28, 28, 2, 16),
+            (1, 14, 14, 48, 32),
+            (2, 7, 7, 128, 64),
+            (1, 5, 31, 3, 16),
+            (1, 1, 1, 1, 48),
+        ] {
+            let s = Shape { n, h, w, c };
+            let x: Vec<f32> = (0..s.numel())
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let dy: Vec<f32> = (0..s.pixels() * cout)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 97.0)
+                .collect();
+            let mut pad = vec![f32::NAN; pad_len(s)];
+            let mut dw = vec![0.25f32; 9 * c * cout];
+            conv3_weight_grad(&x, s, &dy, cout, &mut pad, &mut dw);
+            for co in 0..cout {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        for ci in 0..c {
+                            let mut acc = 0.25f64;
+                            for i in 0..n {
+                                for y in 0..h {
+                                    for xx in 0..w {
+                                        let (yy, xs) = (y + ky, xx + kx);
+                                        if yy == 0 || xs == 0 || yy > h || xs > w {
+                                            continue;
+                                        }
+                                        let xv = x[((i * h + yy - 1) * w + xs - 1) * c + ci];
+                                        let g = dy[((i * h + y) * w + xx) * cout + co];
+                                        acc += xv as f64 * g as f64;
+                                    }
+                                }
+                            }
+                            let got = dw[co * 9 * c + (ky * 3 + kx) * c + ci];
+                            let tol = 1e-5 * (1.0 + acc.abs()) * (s.pixels() as f64).sqrt();
+                            assert!(
+                                (got as f64 - acc).abs() < tol,
+                                "{n}x{h}x{w}x{c}->{cout} at ({co},{ky},{kx},{ci}): {got} vs {acc}"
                             );
                         }
                     }
