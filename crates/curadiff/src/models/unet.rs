@@ -60,6 +60,21 @@ pub struct UnetConfig {
     /// The engine that trains and runs the network on the CPU.
     #[serde(default)]
     pub engine: UnetEngine,
+    /// Operand precision of the fused engine's 3×3 convolutions (see [`UnetPrecision`]).
+    #[serde(default)]
+    pub precision: UnetPrecision,
+}
+
+/// `f32` (the default), or `bf16`: the fused engine's 3×3 convolutions of the forward pass and
+/// of the input gradient round their operands to bf16 and sum in f32 (the weight gradient,
+/// the master weights, Adam and everything element-wise stay f32, as PyTorch's autocast), on
+/// CPUs with AVX-512-BF16; elsewhere, and on the burn engine, it computes in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnetPrecision {
+    #[default]
+    F32,
+    Bf16,
 }
 
 /// How the U-Net is computed: `fused`, the hand-written CPU engine of
@@ -89,6 +104,7 @@ impl Default for UnetConfig {
             label_dropout: 0.1,
             uncertainty: false,
             engine: UnetEngine::Fused,
+            precision: UnetPrecision::F32,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! row; [`to_kernel_order`] and [`from_kernel_order`] convert from and to burn's
 //! `[cout, cin, ky, kx]`.
 
-use super::direct;
+use super::{direct, direct_bf16};
 use crate::models::gemm::sgemm;
 
 /// col[p, (ky·3 + kx)·c + ci] = x[image, y + ky − 1, x + kx − 1, ci] (0 outside the image) for
@@ -70,18 +70,28 @@ impl Shape {
 }
 
 /// out `[P, cout]` = the 3×3 convolution of x (shape `s`) with the weight `wt`
-/// `[9·s.c, cout]` (Ŵᵀ of [`transpose`]): the direct AVX-512 kernel of [`super::direct`] where
-/// the CPU has it and `cout % 16 == 0`, else im2col(x)·wt. `scratch` holds the padded input or
-/// the im2col matrix.
+/// `[9·s.c, cout]` (Ŵᵀ of [`transpose`]): with bf16 operands by [`super::direct_bf16`] when
+/// `wt_bf16` (its packed weight) is not empty, else the direct AVX-512 kernel of
+/// [`super::direct`] where the CPU has it and `cout % 16 == 0`, else im2col(x)·wt. `scratch`
+/// holds the padded input or the im2col matrix.
 #[inline(always)]
 pub fn conv3_fwd(
     x: &[f32],
     s: Shape,
     wt: &[f32],
+    wt_bf16: &[u16],
     cout: usize,
     scratch: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    if !wt_bf16.is_empty() {
+        // One bf16 pair per f32 of scratch.
+        let pad = grow(scratch, direct_bf16::pad_len(s));
+        // SAFETY: u32 has no invalid bit patterns and the size and alignment of f32.
+        let (_, pairs, _) = unsafe { pad.align_to_mut::<u32>() };
+        direct_bf16::conv3(x, s, wt_bf16, cout, pairs, out);
+        return;
+    }
     if direct::available(cout) {
         direct::conv3(x, s, wt, cout, grow(scratch, direct::pad_len(s)), out);
         return;
@@ -93,18 +103,19 @@ pub fn conv3_fwd(
 }
 
 /// dx `[P, cin]` of a 3×3 convolution from its output gradient dy `[P, cout]` (shape `s` with
-/// `s.c = cout`) and the flipped weight `[9·cout, cin]` of [`flip`]: the same correlation as
-/// [`conv3_fwd`].
+/// `s.c = cout`) and the flipped weight `[9·cout, cin]` of [`flip`] (and its bf16 packing,
+/// empty for f32): the same correlation as [`conv3_fwd`].
 #[inline(always)]
 pub fn conv3_bwd_data(
     dy: &[f32],
     s: Shape,
     flipped: &[f32],
+    flipped_bf16: &[u16],
     cin: usize,
     scratch: &mut Vec<f32>,
     dx: &mut [f32],
 ) {
-    conv3_fwd(dy, s, flipped, cin, scratch, dx);
+    conv3_fwd(dy, s, flipped, flipped_bf16, cin, scratch, dx);
 }
 
 /// dw `[cout, 9·s.c]` += dyᵀ·im2col(x) for the input x of shape `s` and the output gradient
@@ -265,7 +276,7 @@ mod tests {
         let mut out = vec![0.0; s.pixels() * cout];
         let mut wt = vec![0.0; w.len()];
         transpose(&w, cout, &mut wt);
-        conv3_fwd(&x, s, &wt, cout, &mut col, &mut out);
+        conv3_fwd(&x, s, &wt, &[], cout, &mut col, &mut out);
         let want = direct(&x, s, &w_burn, cout);
         for (a, b) in out.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
@@ -285,7 +296,7 @@ mod tests {
         let mut dx = vec![0.0; s.numel()];
         let so = Shape { c: cout, ..s };
         let mut col_o = Vec::new();
-        conv3_bwd_data(&g, so, &flipped, s.c, &mut col_o, &mut dx);
+        conv3_bwd_data(&g, so, &flipped, &[], s.c, &mut col_o, &mut dx);
         let mut dw = vec![0.0; w.len()];
         conv3_bwd_weight(&x, s, &g, cout, &mut col, &mut dw);
         let mut dw_burn = vec![0.0; w.len()];

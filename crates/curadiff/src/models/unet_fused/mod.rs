@@ -3,9 +3,13 @@
 //! names and maths as the burn network (checked against burn's autodiff in
 //! `train::image`'s tests).
 //!
-//! - Layout: activations are `[images, height, width, channels]`; 3×3 convolutions are an
-//!   im2col matrix times the normalised weight ([`conv`]); element-wise chains run as single
-//!   passes ([`ops`]).
+//! - Layout: activations are `[images, height, width, channels]`. 3×3 convolutions with a
+//!   multiple of 16 output channels run a direct AVX-512 kernel where the CPU has it (register
+//!   tiles over a zero-bordered copy of the input, for the forward pass, the input gradient and
+//!   the weight gradient: `direct`); otherwise an im2col matrix times the normalised weight
+//!   ([`conv`]). Element-wise chains run as single passes ([`ops`]). The kernels are chosen by
+//!   the features the CPU reports at run time, so results are deterministic on one machine but
+//!   round differently between an AVX-512 and an AVX2 machine.
 //! - Weights are normalised once per call ([`Prepared`]): Ŵ = W/(‖W_row‖ + ε) as the burn
 //!   layers use them, and the gradient is taken back through the normalisation.
 //! - Parallelism: a batch is split into chunks of [`CHUNK`] images processed independently
@@ -18,6 +22,7 @@
 
 pub mod conv;
 mod direct;
+mod direct_bf16;
 mod driver;
 pub mod ops;
 mod pass;
@@ -27,6 +32,11 @@ mod workspace;
 pub use driver::{LossInputs, LossOutput};
 pub use pass::Inputs;
 pub use plan::{Plan, Prepared};
+
+/// Whether this CPU runs the bf16 convolutions of `unet.precision = "bf16"` (AVX-512-BF16).
+pub fn bf16_supported() -> bool {
+    direct_bf16::supported()
+}
 
 /// Images per chunk of a batch. Measured on the Intel machine (2026-12-02): chunks of 2, 4
 /// and 8 images give the same forward rate within noise, so the training chunk serves both.

@@ -76,9 +76,10 @@ fn output<'a>(x0: &'a [f32], done: &'a [BlockTape], id: usize) -> &'a [f32] {
 /// Forward pass of one chunk; leaves every activation the backward pass needs in `ws` and
 /// F (NHWC before the gain, in `ws.o`). Returns u(σ) per image when the network has the head.
 ///
-/// Runs on the widest vector unit the CPU reports at run time: the variants compile the same
-/// code (Rust does not contract to fused multiply-adds), so they give bit-identical results,
-/// and the element-wise chains (MP-SiLU's `exp`, pixel norm, modulation) vectorise.
+/// Runs on the widest vector unit the CPU reports at run time, so that the element-wise chains
+/// (MP-SiLU's `exp`, pixel norm, modulation) vectorise. The variants compile the same
+/// element-wise code (Rust does not contract to fused multiply-adds), so it rounds the same in
+/// each; the convolutions' kernels are picked by CPU features too (see the module docs).
 pub(super) fn chunk_forward(
     plan: &Plan,
     w: &Prepared,
@@ -186,6 +187,7 @@ fn chunk_forward_generic(plan: &Plan, w: &Prepared, inp: &Inputs, ws: &mut Works
         &ws.xin,
         s_in,
         &w.wt[plan.conv_in],
+        &w.wt_bf16[plan.conv_in],
         plan.c0,
         &mut ws.col,
         buf(&mut ws.x0, n * hw * plan.c0),
@@ -224,6 +226,7 @@ fn chunk_forward_generic(plan: &Plan, w: &Prepared, inp: &Inputs, ws: &mut Works
         last,
         shape(n, res, cl),
         &w.wt[plan.out_conv],
+        &w.wt_bf16[plan.out_conv],
         c,
         &mut ws.col,
         buf(&mut ws.o, n * hw * c),
@@ -292,6 +295,7 @@ fn block_forward(
         &t.s0,
         shape(n, b.res, c0in),
         &w.wt[b.w0],
+        &w.wt_bf16[b.w0],
         cout,
         col,
         buf(&mut t.y0, p * cout),
@@ -316,7 +320,15 @@ fn block_forward(
     modulate_fwd(&t.y0, &t.c, hw, cout, buf(&mut t.m, p * cout));
     silu_fwd(&t.m, buf(&mut t.s1, p * cout));
     let y1 = buf(scratch, p * cout);
-    conv3_fwd(&t.s1, shape(n, b.res, cout), &w.wt[b.w1], cout, col, y1);
+    conv3_fwd(
+        &t.s1,
+        shape(n, b.res, cout),
+        &w.wt[b.w1],
+        &w.wt_bf16[b.w1],
+        cout,
+        col,
+        y1,
+    );
     let res_part: &[f32] = if b.kind.encoder() { &t.xn } else { res_in };
     sum_clamp_fwd(
         res_part,
@@ -366,7 +378,15 @@ fn block_backward(
     }
     let sc = shape(n, b.res, cout);
     conv3_bwd_weight(&t.s1, sc, s1, cout, col, &mut grads[b.w1]);
-    conv3_bwd_data(s1, sc, &w.flipped[b.w1], cout, col, buf(s2, p * cout));
+    conv3_bwd_data(
+        s1,
+        sc,
+        &w.flipped[b.w1],
+        &w.flipped_bf16[b.w1],
+        cout,
+        col,
+        buf(s2, p * cout),
+    );
     silu_bwd(&t.m, s2, buf(s1, p * cout), false);
     modulate_bwd(
         &t.y0,
@@ -410,7 +430,15 @@ fn block_backward(
     );
     let s0 = shape(n, b.res, c0in);
     conv3_bwd_weight(&t.s0, s0, s2, cout, col, &mut grads[b.w0]);
-    conv3_bwd_data(s2, sc, &w.flipped[b.w0], c0in, col, buf(s1, p * c0in));
+    conv3_bwd_data(
+        s2,
+        sc,
+        &w.flipped[b.w0],
+        &w.flipped_bf16[b.w0],
+        c0in,
+        col,
+        buf(s1, p * c0in),
+    );
     // s1 = gradient of mp_silu's output on the branch input.
     let d_src: &mut Vec<f32> = if b.kind.encoder() {
         silu_bwd(&t.xn, s1, g, true);
@@ -544,6 +572,7 @@ fn chunk_backward_generic(
         s2,
         so,
         &w.flipped[plan.out_conv],
+        &w.flipped_bf16[plan.out_conv],
         cl,
         &mut ws.col,
         buf(s0, n * hw * cl),

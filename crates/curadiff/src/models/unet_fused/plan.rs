@@ -3,9 +3,10 @@
 //! normalised for use.
 
 use super::conv::{flip, from_kernel_order, to_kernel_order, transpose};
+use super::direct_bf16;
 use crate::error::{Error, Result};
 use crate::models::layers::NORM_EPS;
-use crate::models::unet::UnetConfig;
+use crate::models::unet::{UnetConfig, UnetPrecision};
 use crate::train::params::HostParam;
 
 /// The role of a block (see [`crate::models::unet`]).
@@ -75,6 +76,9 @@ pub struct Plan {
     /// Largest activation and im2col matrix of one image, in floats.
     pub max_act: usize,
     pub max_col: usize,
+    /// bf16 operands for the 3×3 convolutions of the forward pass and the input gradient
+    /// (`unet.precision = "bf16"` on a CPU with AVX-512-BF16).
+    pub bf16: bool,
 }
 
 impl Plan {
@@ -291,6 +295,7 @@ impl Plan {
             kinds,
             max_act,
             max_col,
+            bf16: cfg.precision == UnetPrecision::Bf16 && direct_bf16::supported(),
         })
     }
 
@@ -321,6 +326,10 @@ pub struct Prepared {
     /// 3×3 kernels transposed to `[9·cin, cout]` (the forward convolution's operand).
     pub wt: Vec<Vec<f32>>,
     pub flipped: Vec<Vec<f32>>,
+    /// With `plan.bf16`: `wt` and `flipped` packed for [`direct_bf16`] (empty otherwise, and
+    /// for convolutions it does not run).
+    pub wt_bf16: Vec<Vec<u16>>,
+    pub flipped_bf16: Vec<Vec<u16>>,
     norms: Vec<Vec<f32>>,
 }
 
@@ -329,6 +338,8 @@ impl Prepared {
         let mut w = Vec::with_capacity(params.len());
         let mut flipped = Vec::with_capacity(params.len());
         let mut wt = Vec::with_capacity(params.len());
+        let mut wt_bf16 = Vec::with_capacity(params.len());
+        let mut flipped_bf16 = Vec::with_capacity(params.len());
         let mut norms = Vec::with_capacity(params.len());
         for (p, kind) in params.iter().zip(&plan.kinds) {
             let rows = match kind {
@@ -336,6 +347,8 @@ impl Prepared {
                     w.push(p.data.clone());
                     wt.push(Vec::new());
                     flipped.push(Vec::new());
+                    wt_bf16.push(Vec::new());
+                    flipped_bf16.push(Vec::new());
                     norms.push(Vec::new());
                     continue;
                 }
@@ -353,6 +366,7 @@ impl Prepared {
             }
             let mut f = Vec::new();
             let mut t = Vec::new();
+            let (mut tb, mut fb) = (Vec::new(), Vec::new());
             if let ParamKind::Conv { cout, cin, k } = *kind {
                 let mut ko = vec![0.0; nw.len()];
                 to_kernel_order(&nw, cout, cin, k, &mut ko);
@@ -362,10 +376,18 @@ impl Prepared {
                     flip(&nw, cout, cin, &mut f);
                     t = vec![0.0; nw.len()];
                     transpose(&nw, cout, &mut t);
+                    if plan.bf16 && direct_bf16::available(cout) {
+                        tb = direct_bf16::pack_weight(&t, cin, cout);
+                    }
+                    if plan.bf16 && direct_bf16::available(cin) {
+                        fb = direct_bf16::pack_weight(&f, cout, cin);
+                    }
                 }
             }
             w.push(nw);
             wt.push(t);
+            wt_bf16.push(tb);
+            flipped_bf16.push(fb);
             flipped.push(f);
             norms.push(ns);
         }
@@ -373,6 +395,8 @@ impl Prepared {
             w,
             wt,
             flipped,
+            wt_bf16,
+            flipped_bf16,
             norms,
         }
     }
