@@ -90,6 +90,7 @@ pub fn image_speed(name: &str, cfg: &RunConfig, steps: u64) -> Result<Value> {
     Ok(json!({
         "preset": name,
         "engine": l.engine_name(),
+        "precision": l.precision_name(),
         "batch": b,
         "threads": rayon::current_num_threads(),
         "params": l.num_params(),

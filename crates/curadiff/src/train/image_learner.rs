@@ -141,6 +141,15 @@ impl ImageLearner {
         }
     }
 
+    /// The precision the convolutions run at: "bf16" when `unet.precision = "bf16"` is in
+    /// effect (fused engine, CPU with AVX-512-BF16), else "f32".
+    pub fn precision_name(&self) -> &'static str {
+        match &self.engine {
+            Engine::Fused(f) if f.net.plan.bf16 => "bf16",
+            _ => "f32",
+        }
+    }
+
     /// Multiply-adds ×2 of one image's forward pass (None on the burn engine).
     pub fn forward_flops(&self) -> Option<f64> {
         match &self.engine {
