@@ -10,6 +10,10 @@
 //! of [`super::conv::flip`], which is already `[9·cout, cin]`). It replaces an im2col copy of
 //! 9× the activations and the GEMM's packing of it; the summation order is fixed (ky, kx, ci),
 //! so results do not depend on the thread count.
+//!
+//! The weight gradient ([`conv3_weight_grad`]) tiles the other way: R input channels × 16·V
+//! output channels of one (ky, kx), summed over every pixel, from a pixel-major padded copy
+//! (`[n, h + 2, w + 2, c]`, where a pixel's R channels are consecutive).
 
 use super::conv::Shape;
 
