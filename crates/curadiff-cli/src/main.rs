@@ -204,7 +204,7 @@ enum EvalWhat {
         #[arg(long)]
         classifier: Option<PathBuf>,
         /// With --samples: also FD on ImageNet MobileNetV2 features from this safetensors file
-        /// (see README; slow: minutes per distance).
+        /// (see README; features take seconds per 1,000 images, the distance about a second).
         #[arg(long)]
         mobilenet: Option<PathBuf>,
         /// Input side the 28×28 images are resized to for MobileNetV2.

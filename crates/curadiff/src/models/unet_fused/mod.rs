@@ -38,8 +38,9 @@ pub fn bf16_supported() -> bool {
     direct_bf16::supported()
 }
 
-/// Images per chunk of a batch. Measured on the Intel machine (2026-12-02): chunks of 2, 4
-/// and 8 images give the same forward rate within noise, so the training chunk serves both.
+/// Images per chunk of a batch. Measured (2026-12-02): chunks of 2, 4 and 8 images give the
+/// same forward rate within noise on the Intel machine with im2col kernels, and 4 or 8 the
+/// same training and forward rates on the AMD machine with the direct kernels.
 pub const CHUNK: usize = 8;
 
 use std::sync::Mutex;
