@@ -152,6 +152,39 @@ pub fn conv3_weight_grad(
     };
 }
 
+/// One register tile of an output row: pixels `x0..x0 + r` of row `y` of image `i`, output
+/// channels `cb..cb + 16·v`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tile {
+    pub i: usize,
+    pub y: usize,
+    pub x0: usize,
+    pub r: usize,
+    pub cb: usize,
+    pub v: usize,
+}
+
+/// The output channel block (16·V channels, V = 2 where `cout` allows) and the tiles covering
+/// every output row in near-equal runs of at most `ACC_REGS / V` pixels, in a fixed order
+/// (the order of the sums does not depend on the thread count).
+pub(super) fn for_each_tile(s: Shape, cout: usize, acc_regs: usize, mut f: impl FnMut(Tile)) {
+    let v = if cout.is_multiple_of(32) { 2 } else { 1 };
+    let tiles = s.w.div_ceil(acc_regs / v);
+    let r0 = s.w.div_ceil(tiles);
+    for i in 0..s.n {
+        for y in 0..s.h {
+            let mut x0 = 0;
+            while x0 < s.w {
+                let r = r0.min(s.w - x0);
+                for cb in (0..cout).step_by(16 * v) {
+                    f(Tile { i, y, x0, r, cb, v });
+                }
+                x0 += r;
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Shape, ACC_REGS};
@@ -237,42 +270,25 @@ mod avx512 {
     /// holds `s.pixels()·cout` floats and `cout % 16 == 0`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows(pad: &[f32], s: Shape, wt: &[f32], cout: usize, out: &mut [f32]) {
-        let (v, step) = if cout.is_multiple_of(32) {
-            (2, 32)
-        } else {
-            (1, 16)
-        };
-        let rmax = ACC_REGS / v;
-        let tiles = s.w.div_ceil(rmax);
-        let r0 = s.w.div_ceil(tiles);
         let wp = s.w + 2;
         let row = wp * s.c;
-        for i in 0..s.n {
-            for y in 0..s.h {
-                let xrow = pad[(i * (s.h + 2) + y) * row..].as_ptr();
-                let orow = out[(i * s.h + y) * s.w * cout..].as_mut_ptr();
-                let mut x0 = 0;
-                while x0 < s.w {
-                    let r = r0.min(s.w - x0);
-                    for cb in (0..cout).step_by(step) {
-                        // SAFETY: pixels x0..x0 + r of row y: their windows lie in rows y..y + 2
-                        // and columns x0..x0 + r + 2 of the padded image; channels cb..cb + step.
-                        unsafe {
-                            let xp = xrow.add(x0);
-                            let wq = wt.as_ptr().add(cb);
-                            let op = orow.add(x0 * cout + cb);
-                            if v == 2 {
-                                tile_r::<2>(r, xp, row, wp, s.c, wq, cout, op);
-                            } else {
-                                tile_r::<1>(r, xp, row, wp, s.c, wq, cout, op);
-                            }
-                        }
-                    }
-                    x0 += r;
+        let (pad, wt, out) = (pad.as_ptr(), wt.as_ptr(), out.as_mut_ptr());
+        super::for_each_tile(s, cout, ACC_REGS, |t| {
+            // SAFETY: pixels x0..x0 + r of row y: their windows lie in rows y..y + 2 and
+            // columns x0..x0 + r + 2 of the padded image; channels cb..cb + 16·v of cout.
+            unsafe {
+                let xp = pad.add((t.i * (s.h + 2) + t.y) * row + t.x0);
+                let wq = wt.add(t.cb);
+                let op = out.add(((t.i * s.h + t.y) * s.w + t.x0) * cout + t.cb);
+                if t.v == 2 {
+                    tile_r::<2>(t.r, xp, row, wp, s.c, wq, cout, op);
+                } else {
+                    tile_r::<1>(t.r, xp, row, wp, s.c, wq, cout, op);
                 }
             }
-        }
+        });
     }
+
     /// One weight-gradient tile: R input channels × 16·V output channels of one (ky, kx),
     /// summed over all pixels. `x` points at input channel ci0 of the padded pixel
     /// (ky, kx) of image 0, `dy` at output channel cb of pixel 0. Returns the sums,
@@ -401,31 +417,39 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// The direct convolution against a plain loop in f64, for every tile shape the network
-    /// uses and odd ones (tails, one pixel, one input channel).
+    /// (n, h, w, c, cout): every tile shape the network uses and odd ones (tails, one pixel,
+    /// one or two input channels).
+    pub(in super::super) const CASES: [(usize, usize, usize, usize, usize); 6] = [
+        (2, 28, 28, 16, 16),
+        (2, 28, 28, 2, 16),
+        (1, 14, 14, 48, 32),
+        (2, 7, 7, 128, 64),
+        (1, 5, 31, 3, 16),
+        (1, 1, 1, 1, 48),
+    ];
+
+    /// `len` values in [−1, 1) in a scrambled order.
+    pub(in super::super) fn ramp(len: usize, mul: usize, modulo: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                ((i * mul % modulo) as f32 - modulo as f32 / 2.0) / (modulo as f32 / 2.0 + 0.3)
+            })
+            .collect()
+    }
+
+    /// The direct convolution against a plain loop in f64.
     #[test]
     fn direct_convolution_matches_a_plain_loop() {
         if !available(16) {
             eprintln!("skipped: no AVX-512 on this CPU");
             return;
         }
-        for (n, h, w, c, cout) in [
-            (2, 28, 28, 16, 16),
-            (1, 14, 14, 48, 32),
-            (2, 7, 7, 128, 64),
-            (1, 5, 31, 3, 16),
-            (1, 1, 1, 1, 48),
-        ] {
+        for (n, h, w, c, cout) in CASES {
             let s = Shape { n, h, w, c };
-            let x: Vec<f32> = (0..s.numel())
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let wt: Vec<f32> = (0..9 * c * cout)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 97.0)
-                .collect();
+            let (x, wt) = (ramp(s.numel(), 37, 101), ramp(9 * c * cout, 53, 97));
             let mut pad = vec![f32::NAN; pad_len(s)];
             let mut out = vec![f32::NAN; s.pixels() * cout];
             conv3(&x, s, &wt, cout, &mut pad, &mut out);
@@ -467,20 +491,9 @@ mod tests {
             eprintln!("skipped: no AVX-512 on this CPU");
             return;
         }
-        for (n, h, w, c, cout) in [
-            (2, 28, 28, 2, 16),
-            (1, 14, 14, 48, 32),
-            (2, 7, 7, 128, 64),
-            (1, 5, 31, 3, 16),
-            (1, 1, 1, 1, 48),
-        ] {
+        for (n, h, w, c, cout) in CASES {
             let s = Shape { n, h, w, c };
-            let x: Vec<f32> = (0..s.numel())
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let dy: Vec<f32> = (0..s.pixels() * cout)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 97.0)
-                .collect();
+            let (x, dy) = (ramp(s.numel(), 37, 101), ramp(s.pixels() * cout, 53, 97));
             let mut pad = vec![f32::NAN; pad_len(s)];
             let mut dw = vec![0.25f32; 9 * c * cout];
             conv3_weight_grad(&x, s, &dy, cout, &mut pad, &mut dw);

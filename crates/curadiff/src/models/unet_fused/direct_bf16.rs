@@ -133,6 +133,7 @@ pub fn conv3(x: &[f32], s: Shape, wp: &[u16], cout: usize, pad: &mut [u32], out:
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::direct::for_each_tile;
     use super::{Shape, ACC_REGS};
     use std::arch::x86_64::{
         __m512, __m512i, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_setzero_ps,
@@ -234,47 +235,30 @@ mod avx512 {
     /// weight, `out` holds `s.pixels()·cout` floats and `cout % 16 == 0`.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub(super) unsafe fn rows(pad: &[u32], s: Shape, w: &[u16], cout: usize, out: &mut [f32]) {
-        let (v, step) = if cout.is_multiple_of(32) {
-            (2, 32)
-        } else {
-            (1, 16)
-        };
-        let rmax = ACC_REGS / v;
-        let tiles = s.w.div_ceil(rmax);
-        let r0 = s.w.div_ceil(tiles);
         let (wp, cp) = (s.w + 2, s.c.div_ceil(2));
         let row = cp * wp;
-        for i in 0..s.n {
-            for y in 0..s.h {
-                let xrow = pad[(i * (s.h + 2) + y) * row..].as_ptr();
-                let orow = out[(i * s.h + y) * s.w * cout..].as_mut_ptr();
-                let mut x0 = 0;
-                while x0 < s.w {
-                    let r = r0.min(s.w - x0);
-                    for cb in (0..cout).step_by(step) {
-                        // SAFETY: pixels x0..x0 + r of row y: their windows lie in rows y..y + 2
-                        // and columns x0..x0 + r + 2 of the padded image; channels cb..cb + step.
-                        unsafe {
-                            let xp = xrow.add(x0);
-                            let wq = w.as_ptr().add(2 * cb);
-                            let op = orow.add(x0 * cout + cb);
-                            if v == 2 {
-                                tile_r::<2>(r, xp, row, wp, cp, wq, cout, op);
-                            } else {
-                                tile_r::<1>(r, xp, row, wp, cp, wq, cout, op);
-                            }
-                        }
-                    }
-                    x0 += r;
+        let (pad, w, out) = (pad.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+        for_each_tile(s, cout, ACC_REGS, |t| {
+            // SAFETY: pixels x0..x0 + r of row y: their windows lie in rows y..y + 2 and
+            // columns x0..x0 + r + 2 of the padded image; channels cb..cb + 16·v of cout.
+            unsafe {
+                let xp = pad.add((t.i * (s.h + 2) + t.y) * row + t.x0);
+                let wq = w.add(2 * t.cb);
+                let op = out.add(((t.i * s.h + t.y) * s.w + t.x0) * cout + t.cb);
+                if t.v == 2 {
+                    tile_r::<2>(t.r, xp, row, wp, cp, wq, cout, op);
+                } else {
+                    tile_r::<1>(t.r, xp, row, wp, cp, wq, cout, op);
                 }
             }
-        }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::unet_fused::direct::tests::{ramp, CASES};
 
     #[test]
     fn bf16_rounding_is_to_nearest_even() {
@@ -295,20 +279,9 @@ mod tests {
             eprintln!("skipped: no AVX-512-BF16 on this CPU");
             return;
         }
-        for (n, h, w, c, cout) in [
-            (2, 28, 28, 2, 16),
-            (1, 14, 14, 48, 32),
-            (2, 7, 7, 128, 64),
-            (1, 5, 31, 3, 16),
-            (1, 1, 1, 1, 48),
-        ] {
+        for (n, h, w, c, cout) in CASES {
             let s = Shape { n, h, w, c };
-            let x: Vec<f32> = (0..s.numel())
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.3)
-                .collect();
-            let wt: Vec<f32> = (0..9 * c * cout)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 97.1)
-                .collect();
+            let (x, wt) = (ramp(s.numel(), 37, 101), ramp(9 * c * cout, 53, 97));
             let mut pad = vec![u32::MAX; pad_len(s)];
             let mut out = vec![f32::NAN; s.pixels() * cout];
             conv3(&x, s, &pack_weight(&wt, c, cout), cout, &mut pad, &mut out);
