@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use curadiff::data::toy2d::Mixture;
-use curadiff::train::batch::toy_batch;
+use curadiff::diffusion::toy_batch::toy_batch;
 use curadiff::train::learner::ToyLearner;
 use curadiff::train::presets::preset;
 use std::time::Instant;

@@ -10,8 +10,8 @@ use crate::diffusion::denoiser::Denoiser;
 use crate::diffusion::guidance::Guided;
 use crate::error::{Error, Result};
 use crate::eval::toy::{self, ModelMetrics, SampleMetrics};
+use crate::models::toy_denoiser::ToyModel;
 use crate::train::config::RunConfig;
-use crate::train::learner::ToyModel;
 use crate::train::presets::preset;
 use crate::train::run::{self, Observer};
 

@@ -10,6 +10,32 @@ use serde::{Deserialize, Serialize};
 
 use super::precond::Precond;
 
+/// The regression target of the denoiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossTarget {
+    /// Exact score matching: the target is the exact posterior mean x + σ²∇log p(x;σ) of the
+    /// analytic toy (the published toy's training). Only for `data.kind = "toy"`.
+    Exact,
+    /// Ordinary denoising score matching: the target is the clean example y of x = y + n.
+    Dsm,
+}
+
+/// Per-example losses on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Losses {
+    /// λ(σ)-weighted loss per example.
+    pub weighted: Vec<f32>,
+    /// Unweighted x0-error per example.
+    pub x0_error: Vec<f32>,
+}
+
+impl Losses {
+    pub fn mean(&self) -> f64 {
+        self.weighted.iter().map(|&v| v as f64).sum::<f64>() / self.weighted.len().max(1) as f64
+    }
+}
+
 /// Per-example loss weighting λ(σ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

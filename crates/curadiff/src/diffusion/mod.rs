@@ -7,6 +7,7 @@ pub mod loss;
 pub mod noise;
 pub mod precond;
 pub mod sampler;
+pub mod toy_batch;
 
 use serde::{Deserialize, Serialize};
 

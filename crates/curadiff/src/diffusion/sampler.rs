@@ -1,9 +1,22 @@
 //! The EDM Heun sampler (Karras et al. 2022, Algorithm 1, S_churn = 0).
 
 use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use super::denoiser::Denoiser;
 use crate::error::{Error, Result};
+
+/// Sampler settings used by default when sampling from the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Heun steps (NFE = 2·steps − 1).
+    pub steps: usize,
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+    /// ρ of the EDM time steps.
+    pub rho: f64,
+}
 
 /// EDM time steps σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i = 0…N−1,
 /// followed by σ_N = 0 (Karras et al. 2022, eq. 5).

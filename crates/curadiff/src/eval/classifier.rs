@@ -46,8 +46,8 @@ use crate::data::images::ImageSet;
 use crate::device;
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_atomic};
+use crate::models::params::{self, HostParam};
 use crate::rng::{Rng, Stream};
-use crate::train::params::{self, HostParam};
 
 /// The name of the feature network in metric reports and in the weight file's metadata.
 pub const FEATURE_NETWORK: &str = "curadiff-fmnist-classifier";

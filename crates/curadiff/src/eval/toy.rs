@@ -20,13 +20,14 @@ use serde::{Deserialize, Serialize};
 use crate::data::fastmath::exp_nonpos;
 use crate::data::toy2d::{Mixture, ORIGIN};
 use crate::diffusion::denoiser::Denoiser;
+use crate::diffusion::loss::LossTarget;
 use crate::diffusion::loss::Weighting;
 use crate::diffusion::noise::LogNormal;
+use crate::diffusion::sampler::SamplerConfig;
 use crate::diffusion::sampler::{edm_sigmas, sample_batched};
+use crate::diffusion::toy_batch::toy_batch;
 use crate::error::{Error, Result};
 use crate::rng::{Rng, Stream};
-use crate::train::batch::toy_batch;
-use crate::train::config::{LossTarget, SamplerConfig};
 
 /// The ground-truth log-density threshold of a "hit" (the outline contour level).
 pub const HIT_LOGP: f64 = -2.12;
@@ -227,7 +228,7 @@ impl Denoiser<2> for ExactDenoiser<'_> {
 /// Exact score-matching loss of `den` on `n` fresh samples of `mixture` at ln σ ~ N(p_mean,
 /// p_std²), from the `Eval` stream of `seed`.
 pub fn exact_loss(
-    den: &dyn crate::train::learner::ToyModel,
+    den: &dyn crate::models::toy_denoiser::ToyModel,
     mixture: &Mixture,
     noise: &LogNormal,
     n: usize,

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::data::fastmath::exp_nonpos_f32;
 use crate::models::layers::NORM_EPS;
-use crate::train::params::HostParam;
+use crate::models::params::HostParam;
 
 /// Rows per block.
 pub const BLOCK: usize = 256;

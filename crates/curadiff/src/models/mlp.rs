@@ -153,8 +153,8 @@ impl Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diffusion::denoiser::ToyDenoiser;
     use crate::diffusion::precond::Precond;
+    use crate::models::toy_denoiser::ToyDenoiser;
 
     #[test]
     fn explicit_energy_gradient_matches_autodiff() {

@@ -3,5 +3,7 @@ pub mod fused;
 pub mod gemm;
 pub mod layers;
 pub mod mlp;
+pub mod params;
+pub mod toy_denoiser;
 pub mod unet;
 pub mod unet_fused;

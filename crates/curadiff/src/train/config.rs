@@ -10,6 +10,9 @@ use crate::models::mlp::MlpConfig;
 use crate::train::lr::LrConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::diffusion::loss::LossTarget;
+pub use crate::diffusion::sampler::SamplerConfig;
+
 /// Where training examples come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,17 +46,6 @@ impl DataConfig {
     pub fn is_images(&self) -> bool {
         self.kind != "toy"
     }
-}
-
-/// The regression target of the denoiser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LossTarget {
-    /// Exact score matching: the target is the exact posterior mean x + σ²∇log p(x;σ) of the
-    /// analytic toy (the published toy's training). Only for `data.kind = "toy"`.
-    Exact,
-    /// Ordinary denoising score matching: the target is the clean example y of x = y + n.
-    Dsm,
 }
 
 /// The optimiser and its schedule.
@@ -102,18 +94,6 @@ pub struct TrainConfig {
     /// the end); 0: only at the end.
     #[serde(default)]
     pub sample_every_nimg: u64,
-}
-
-/// Sampler settings used by default when sampling from the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SamplerConfig {
-    /// Heun steps (NFE = 2·steps − 1).
-    pub steps: usize,
-    pub sigma_min: f64,
-    pub sigma_max: f64,
-    /// ρ of the EDM time steps.
-    pub rho: f64,
 }
 
 /// Everything that determines a training run.

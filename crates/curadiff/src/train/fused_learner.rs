@@ -3,18 +3,20 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::BTreeMap;
 
-use super::batch::Batch;
 use super::config::RunConfig;
 use super::host_state::HostState;
-use super::learner::{Losses, ToyModel};
 use super::params::{self, HostParam};
-use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
+use crate::diffusion::denoiser::Denoiser;
+use crate::diffusion::loss::Losses;
 use crate::diffusion::loss::{f_target, Space, Weighting};
 use crate::diffusion::precond::Precond;
+use crate::diffusion::toy_batch::Batch;
 use crate::error::Result;
 use crate::models::fused::{self, FusedBatch, Head};
 use crate::models::mlp::Mlp;
 use crate::models::mlp::Output;
+use crate::models::toy_denoiser::ToyDenoiser;
+use crate::models::toy_denoiser::ToyModel;
 
 /// Network, Adam state and EMA of a toy run trained by the fused kernel.
 pub struct FusedLearner {
@@ -225,8 +227,8 @@ mod tests {
     use super::*;
     use crate::data::toy2d::{Classes, Mixture};
     use crate::diffusion::noise::LogNormal;
+    use crate::diffusion::toy_batch::toy_batch;
     use crate::models::mlp::Engine;
-    use crate::train::batch::toy_batch;
     use crate::train::config::LossTarget;
     use crate::train::learner::BurnLearner;
     use crate::train::presets::preset;

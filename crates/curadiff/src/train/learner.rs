@@ -2,34 +2,22 @@
 //! (for scoring a super-batch) and a training step on a (sub-)batch.
 
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use std::collections::BTreeMap;
 
-use super::batch::Batch;
 use super::config::RunConfig;
 use super::ema;
 use super::fused_learner::FusedLearner;
 use super::optim::Adam;
 use super::params::{self, HostParam};
-use crate::diffusion::denoiser::{Denoiser, ToyDenoiser};
 use crate::diffusion::loss::{self, Weighting};
+use crate::diffusion::toy_batch::Batch;
 use crate::error::{Error, Result};
 use crate::models::mlp::Engine;
+pub use crate::models::toy_denoiser::{losses_of, ToyModel};
+use crate::models::toy_denoiser::{per_example_losses, ToyDenoiser};
 
-/// Per-example losses on the host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Losses {
-    /// λ(σ)-weighted loss per example.
-    pub weighted: Vec<f32>,
-    /// Unweighted x0-error per example.
-    pub x0_error: Vec<f32>,
-}
-
-impl Losses {
-    pub fn mean(&self) -> f64 {
-        self.weighted.iter().map(|&v| v as f64).sum::<f64>() / self.weighted.len().max(1) as f64
-    }
-}
+pub use crate::diffusion::loss::Losses;
 
 /// Network + Adam + EMA of one toy run, on burn (any backend, both model forms).
 pub struct BurnLearner {
@@ -224,51 +212,13 @@ impl ToyLearner {
     }
 }
 
-/// A trained toy model for inference: a denoiser that can also score per-example losses.
-pub trait ToyModel: Denoiser<2> + Sync {
-    /// Forward-only per-example losses on `batch`.
-    fn losses(&self, batch: &Batch, weighting: Weighting) -> Result<Losses>;
-}
-
-impl ToyModel for ToyDenoiser {
-    fn losses(&self, batch: &Batch, weighting: Weighting) -> Result<Losses> {
-        losses_of(self, batch, weighting)
-    }
-}
-
-/// Forward-only per-example losses of any toy denoiser (learner, reference, guide).
-pub fn losses_of(den: &ToyDenoiser, batch: &Batch, weighting: Weighting) -> Result<Losses> {
-    let device = den.net.gain.val().device();
-    let l = per_example_losses(den, batch, weighting, &device);
-    Ok(Losses {
-        weighted: read(l.weighted, "the per-example loss")?,
-        x0_error: read(l.x0_error, "the per-example x0-error")?,
-    })
-}
-
-/// The per-example losses of `den` on `batch` (with autodiff when `device` has it).
-fn per_example_losses(
-    den: &ToyDenoiser,
-    batch: &Batch,
-    weighting: Weighting,
-    device: &Device,
-) -> loss::PerExample {
-    let n = batch.len();
-    let x: Vec<f32> = batch.x.iter().map(|&v| v as f32).collect();
-    let x = Tensor::<2>::from_data(TensorData::new(x, [n, batch.dim]), device);
-    let target = den.target(&batch.x, &batch.target, &batch.sigma);
-    let target = Tensor::<2>::from_data(TensorData::new(target, [n, batch.dim]), device);
-    let (pred, space) = den.predict(x, &batch.sigma); // [batch, 2]
-    loss::per_example(pred, target, space, &batch.sigma, den.sigma_data, weighting)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::toy2d::{Classes, Mixture};
     use crate::diffusion::noise::LogNormal;
+    use crate::diffusion::toy_batch::toy_batch;
     use crate::models::mlp::Output;
-    use crate::train::batch::toy_batch;
     use crate::train::config::LossTarget;
     use crate::train::presets::preset;
     use burn::module::{Module, ModuleVisitor, Param};

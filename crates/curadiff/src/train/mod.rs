@@ -1,5 +1,4 @@
 //! Training: config and presets, the loop, optimiser, EMA, checkpoints and stats.
-pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::batch::{redraw_noise, toy_batch, Batch};
 use super::checkpoint::{self, CheckpointMeta};
 use super::config::RunConfig;
 use super::learner::ToyLearner;
@@ -17,6 +16,7 @@ use super::stats::{StatsWindow, StatsWriter};
 use crate::data::toy2d::Mixture;
 use crate::diffusion::infonoise::Event;
 use crate::diffusion::noise::{NoiseSampler, Schedule};
+use crate::diffusion::toy_batch::{redraw_noise, toy_batch, Batch};
 use crate::error::{Error, Result};
 
 /// Sampling seed of the end-of-training plot.

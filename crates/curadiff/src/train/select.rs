@@ -6,14 +6,15 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::batch::Batch;
-use super::learner::{ToyLearner, ToyModel};
+use super::learner::ToyLearner;
 use super::run::Counters;
 use crate::curation::jest::{Jest, JestForm};
 use crate::curation::schedule::{Schedule, Switch};
 use crate::curation::selector::{Full, Rho, Scores, Selector, Uniform};
 use crate::diffusion::loss::Weighting;
+use crate::diffusion::toy_batch::Batch;
 use crate::error::{Error, Result};
+use crate::models::toy_denoiser::ToyModel;
 use crate::rng::{Rng, Stream};
 
 /// The selection method.

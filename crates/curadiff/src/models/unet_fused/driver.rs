@@ -8,7 +8,7 @@ use super::pass::{chunk_backward, chunk_forward, chunk_inputs, part, Inputs};
 use super::plan::{Plan, Prepared};
 use super::workspace::Workspace;
 use super::CHUNK;
-use crate::train::params::HostParam;
+use crate::models::params::HostParam;
 
 /// What the per-example loss needs besides the network's output.
 #[derive(Debug, Clone, Copy)]

@@ -46,8 +46,8 @@ pub const CHUNK: usize = 8;
 use std::sync::Mutex;
 
 use crate::error::Result;
+use crate::models::params::HostParam;
 use crate::models::unet::UnetConfig;
-use crate::train::params::HostParam;
 
 /// The fused U-Net: its plan and the per-chunk buffers it reuses between calls.
 #[derive(Debug)]

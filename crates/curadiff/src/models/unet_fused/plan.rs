@@ -6,8 +6,8 @@ use super::conv::{flip, from_kernel_order, to_kernel_order, transpose};
 use super::direct_bf16;
 use crate::error::{Error, Result};
 use crate::models::layers::NORM_EPS;
+use crate::models::params::HostParam;
 use crate::models::unet::{UnetConfig, UnetPrecision};
-use crate::train::params::HostParam;
 
 /// The role of a block (see [`crate::models::unet`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

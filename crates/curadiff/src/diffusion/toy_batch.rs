@@ -1,9 +1,9 @@
 //! Training batches of the toy: noise levels, noisy points and their regression targets.
 
+use super::loss::LossTarget;
+use super::noise::NoiseSampler;
 use crate::data::toy2d::Mixture;
-use crate::diffusion::noise::NoiseSampler;
 use crate::rng::{Rng, Stream};
-use crate::train::config::LossTarget;
 
 /// A batch of noisy examples; `x` and `target` hold `sigma.len()` rows of `dim` values.
 #[derive(Debug, Clone, PartialEq)]
