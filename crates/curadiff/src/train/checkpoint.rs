@@ -41,6 +41,8 @@ pub struct Checkpoint {
     pub meta: CheckpointMeta,
     pub groups: BTreeMap<String, Vec<HostParam>>,
     pub path: PathBuf,
+    /// Damaged newer checkpoints that [`latest`] moved aside to reach this one.
+    pub warnings: Vec<String>,
 }
 
 fn fnv1a(bytes: &[u8]) -> String {
@@ -196,31 +198,63 @@ pub fn load(dir: &Path, step: u64) -> Result<Checkpoint> {
         meta,
         groups,
         path: json_path,
+        warnings: Vec::new(),
     })
 }
 
-/// The newest complete checkpoint in `dir`, if any. A damaged newest checkpoint is an error
-/// that names it and the intact one before it.
+/// The newest intact checkpoint in `dir`, if any. Damaged checkpoints newer than it (a
+/// truncated or corrupted tensor file, a malformed JSON) are moved aside as `*.corrupt`
+/// (kept for inspection, never deleted) and named in [`Checkpoint::warnings`], so that
+/// resuming continues from the last good state. When no checkpoint is intact, the error
+/// names the newest one and nothing is moved.
 pub fn latest(dir: &Path) -> Result<Option<Checkpoint>> {
     let steps = list(dir)?;
     let Some(&newest) = steps.first() else {
         return Ok(None);
     };
-    match load(dir, newest) {
-        Ok(c) => Ok(Some(c)),
-        Err(Error::BadCheckpoint { path, why, .. }) => {
-            let hint = match steps.get(1).map(|&s| (s, load(dir, s))) {
-                Some((s, Ok(_))) => format!(
-                    "The previous checkpoint (step {s}) is intact: delete {} and its .json \
-                     to resume from it",
-                    path.with_extension("").display()
-                ),
-                _ => "No intact earlier checkpoint exists; start a new run directory".into(),
-            };
-            Err(Error::BadCheckpoint { path, why, hint })
+    let mut damaged: Vec<(u64, String)> = Vec::new();
+    let mut first_error = None;
+    for &step in &steps {
+        match load(dir, step) {
+            Ok(mut c) => {
+                for (s, why) in damaged {
+                    c.warnings.push(set_aside(dir, s, &why)?);
+                }
+                return Ok(Some(c));
+            }
+            Err(Error::BadCheckpoint { path, why, .. }) => {
+                damaged.push((step, why.clone()));
+                first_error.get_or_insert((path, why));
+            }
+            Err(e) => return Err(e),
         }
-        Err(e) => Err(e),
     }
+    let (path, why) = first_error.unwrap_or_else(|| (dir.join(stem(newest)), String::new()));
+    Err(Error::BadCheckpoint {
+        path,
+        why,
+        hint: "No intact checkpoint exists in this folder; start a new run directory".into(),
+    })
+}
+
+/// Renames damaged checkpoint `step` to `*.corrupt` and says so.
+fn set_aside(dir: &Path, step: u64, why: &str) -> Result<String> {
+    for ext in ["json", "safetensors"] {
+        let from = dir.join(format!("{}.{ext}", stem(step)));
+        if from.exists() {
+            let to = dir.join(format!("{}.{ext}.corrupt", stem(step)));
+            std::fs::rename(&from, &to).map_err(|e| Error::Io {
+                path: from.clone(),
+                source: e,
+            })?;
+        }
+    }
+    Ok(format!(
+        "checkpoint {} is damaged ({why}); moved aside as {}.*.corrupt, resuming from the \
+         previous intact one",
+        dir.join(stem(step)).display(),
+        stem(step)
+    ))
 }
 
 #[cfg(test)]
@@ -264,17 +298,32 @@ mod tests {
         let c = latest(&dir).unwrap().unwrap();
         assert_eq!(c.meta.step, 3);
         assert_eq!(c.groups["net"], groups(3.0)["net"]);
-        // Truncate the newest tensor file: a clear error naming it and the intact previous one.
+        // Truncate the newest tensor file: `latest` falls back to step 2, names the damaged
+        // file, and keeps it as *.corrupt.
         let t = dir.join("ckpt-000000003.safetensors");
         let bytes = std::fs::read(&t).unwrap();
         std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
-        let e = latest(&dir).unwrap_err().to_string();
+        let e = load(&dir, 3).unwrap_err().to_string();
         assert!(
             e.contains("ckpt-000000003.safetensors") && e.contains("truncated"),
             "{e}"
         );
-        assert!(e.contains("step 2") && e.contains("intact"), "{e}");
-        assert_eq!(load(&dir, 2).unwrap().groups["net"], groups(2.0)["net"]);
+        let c = latest(&dir).unwrap().unwrap();
+        assert_eq!(c.meta.step, 2);
+        assert_eq!(c.groups["net"], groups(2.0)["net"]);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("ckpt-000000003"), "{}", c.warnings[0]);
+        assert_eq!(list(&dir).unwrap(), vec![2]);
+        let aside = dir.join("ckpt-000000003.safetensors.corrupt");
+        assert_eq!(std::fs::read(aside).unwrap().len(), bytes.len() / 2);
+        assert!(dir.join("ckpt-000000003.json.corrupt").is_file());
+        // With every checkpoint damaged: an error, and nothing is moved.
+        let t = dir.join("ckpt-000000002.safetensors");
+        let bytes = std::fs::read(&t).unwrap();
+        std::fs::write(&t, &bytes[..10]).unwrap();
+        let e = latest(&dir).unwrap_err().to_string();
+        assert!(e.contains("ckpt-000000002") && e.contains("No intact"), "{e}");
+        assert_eq!(list(&dir).unwrap(), vec![2]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -159,10 +159,15 @@ fn save_to(
 }
 
 /// Restores a learner from the newest checkpoint in `dir`.
-fn restore(dir: &Path, l: &mut ImageLearner) -> Result<Option<(Counters, serde_json::Value)>> {
+fn restore(
+    dir: &Path,
+    l: &mut ImageLearner,
+    obs: &mut dyn Observer,
+) -> Result<Option<(Counters, serde_json::Value)>> {
     let Some(ck) = checkpoint::latest(dir)? else {
         return Ok(None);
     };
+    ck.warnings.iter().for_each(|w| obs.note(w));
     l.load_groups(&ck.groups, ck.meta.step)
         .map_err(|e| Error::BadCheckpoint {
             path: ck.path.clone(),
@@ -206,7 +211,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     claim(&run, cfg)?;
     let mut noise = cfg.diffusion.noise();
     let mut l = learner(cfg)?;
-    let resumed = restore(&run.checkpoints(), &mut l)?;
+    let resumed = restore(&run.checkpoints(), &mut l, obs)?;
     let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
     if let Some(step) = resumed_from {
         obs.note(&format!("resuming {} from step {step}", dir.display()));
@@ -334,7 +339,7 @@ pub fn load(dir: &Path, label: Option<&str>) -> Result<(RunConfig, ImageLearner,
         Some(s) => run.snapshots().join(s),
         None => run.checkpoints(),
     };
-    let Some((c, _)) = restore(&folder, &mut l)? else {
+    let Some((c, _)) = restore(&folder, &mut l, &mut super::run::Quiet)? else {
         return Err(Error::Config(format!(
             "{} has no checkpoint yet; run its training first",
             folder.display()
@@ -433,6 +438,61 @@ mod tests {
         let pa = std::fs::read(a.join("samples/final.png")).unwrap();
         let pb = std::fs::read(b.join("samples/final.png")).unwrap();
         assert_eq!(pa, pb);
+        for d in [a, b] {
+            std::fs::remove_dir_all(d).ok();
+        }
+    }
+
+    /// Records the notes a run gives.
+    struct Notes(Vec<String>);
+    impl Observer for Notes {
+        fn note(&mut self, m: &str) {
+            self.0.push(m.to_string());
+        }
+    }
+
+    #[test]
+    fn a_truncated_newest_checkpoint_resumes_from_the_previous_one() {
+        // A finished 4-step run whose step-4 tensor file was cut short (a full disk, a kill
+        // during a copy): training again moves it aside with a warning, resumes from step 2
+        // and ends with the weights and stats of the intact run.
+        let cfg = tiny_cfg();
+        let a = tmp("trunc-a");
+        train(&a, &cfg, &mut Quiet).unwrap();
+        let b = tmp("trunc-b");
+        std::fs::create_dir_all(b.join("checkpoints")).unwrap();
+        for f in [
+            "config.toml",
+            "stats.jsonl",
+            "checkpoints/ckpt-000000002.json",
+            "checkpoints/ckpt-000000002.safetensors",
+            "checkpoints/ckpt-000000004.json",
+        ] {
+            std::fs::copy(a.join(f), b.join(f)).unwrap();
+        }
+        let full = std::fs::read(a.join("checkpoints/ckpt-000000004.safetensors")).unwrap();
+        let cut = b.join("checkpoints/ckpt-000000004.safetensors");
+        std::fs::write(&cut, &full[..full.len() - 100]).unwrap();
+        let mut notes = Notes(Vec::new());
+        let ob = train(&b, &cfg, &mut notes).unwrap();
+        assert_eq!(ob.resumed_from, Some(2));
+        assert!(
+            notes.0.iter().any(|n| n.contains("ckpt-000000004") && n.contains("damaged")),
+            "{:?}",
+            notes.0
+        );
+        assert!(b.join("checkpoints/ckpt-000000004.safetensors.corrupt").is_file());
+        let (_, la, _) = load(&a, None).unwrap();
+        let (_, lb, _) = load(&b, None).unwrap();
+        assert_eq!(la.to_groups().unwrap(), lb.to_groups().unwrap());
+        let stats = |d: &Path| -> Vec<(u64, f64)> {
+            crate::train::stats::read(&d.join("stats.jsonl"))
+                .unwrap()
+                .iter()
+                .map(|l| (l.nimg, l.loss))
+                .collect()
+        };
+        assert_eq!(stats(&a), stats(&b));
         for d in [a, b] {
             std::fs::remove_dir_all(d).ok();
         }

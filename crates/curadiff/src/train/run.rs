@@ -124,10 +124,15 @@ pub(crate) fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
 }
 
 /// Restores learner and counters from the newest checkpoint, if any.
-fn resume(run: &RunDir, learner: &mut ToyLearner) -> Result<Option<(Counters, serde_json::Value)>> {
+fn resume(
+    run: &RunDir,
+    learner: &mut ToyLearner,
+    obs: &mut dyn Observer,
+) -> Result<Option<(Counters, serde_json::Value)>> {
     let Some(ck) = checkpoint::latest(&run.checkpoints())? else {
         return Ok(None);
     };
+    ck.warnings.iter().for_each(|w| obs.note(w));
     learner
         .load_groups(&ck.groups, ck.meta.step)
         .map_err(|e| Error::BadCheckpoint {
@@ -266,7 +271,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let mut noise = cfg.diffusion.noise();
     let mut learner = ToyLearner::new(cfg, &crate::device::training());
     let mut selection = OnlineSelection::new(&cfg.select, cfg.diffusion.weighting, dir)?;
-    let resumed = resume(&run, &mut learner)?;
+    let resumed = resume(&run, &mut learner, obs)?;
     let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
     if let Some(step) = resumed_from {
         obs.note(&format!("resuming {} from step {step}", dir.display()));
@@ -462,7 +467,7 @@ pub fn load_snapshot_latest(dir: &Path) -> Result<(RunConfig, ToyLearner, Counte
     let cfg = run.read_config()?;
     toy_only(dir, &cfg)?;
     let mut learner = ToyLearner::new(&cfg, &crate::device::training());
-    let Some((c, _)) = resume(&run, &mut learner)? else {
+    let Some((c, _)) = resume(&run, &mut learner, &mut Quiet)? else {
         return Err(Error::Config(format!(
             "{} has no checkpoint yet; run its training first",
             dir.display()
