@@ -646,7 +646,7 @@ pub fn long_tailed(set: &ImageSet, imbalance_ratio: f64, seed: u64) -> Result<Im
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashSet;
 
@@ -668,7 +668,7 @@ mod tests {
 
     /// A set of 1x1 images whose classes are interleaved (not contiguous) and whose ids are
     /// not the indices, so that stratification and id keeping are really tested.
-    fn toy_set(counts: &[usize]) -> ImageSet {
+    pub(crate) fn toy_set(counts: &[usize]) -> ImageSet {
         let mut left = counts.to_vec();
         let mut labels = Vec::new();
         while left.iter().any(|&k| k > 0) {

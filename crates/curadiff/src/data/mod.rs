@@ -1,8 +1,10 @@
 //! Data sources: the analytic 2-D tree toy, array files, and labelled image sets (IDX
 //! Fashion-MNIST, PNG folders, `.npy`).
 pub mod fastmath;
+pub mod fingerprint;
 pub mod idx;
 pub mod images;
 pub mod mt19937;
 pub mod npy;
+pub mod subset;
 pub mod toy2d;

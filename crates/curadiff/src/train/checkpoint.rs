@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::params::HostParam;
+use crate::data::fingerprint::fnv1a;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 
@@ -43,15 +44,6 @@ pub struct Checkpoint {
     pub path: PathBuf,
     /// Damaged newer checkpoints that [`latest`] moved aside to reach this one.
     pub warnings: Vec<String>,
-}
-
-fn fnv1a(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
 }
 
 fn stem(step: u64) -> String {
@@ -312,7 +304,11 @@ mod tests {
         assert_eq!(c.meta.step, 2);
         assert_eq!(c.groups["net"], groups(2.0)["net"]);
         assert_eq!(c.warnings.len(), 1);
-        assert!(c.warnings[0].contains("ckpt-000000003"), "{}", c.warnings[0]);
+        assert!(
+            c.warnings[0].contains("ckpt-000000003"),
+            "{}",
+            c.warnings[0]
+        );
         assert_eq!(list(&dir).unwrap(), vec![2]);
         let aside = dir.join("ckpt-000000003.safetensors.corrupt");
         assert_eq!(std::fs::read(aside).unwrap().len(), bytes.len() / 2);
@@ -322,7 +318,10 @@ mod tests {
         let bytes = std::fs::read(&t).unwrap();
         std::fs::write(&t, &bytes[..10]).unwrap();
         let e = latest(&dir).unwrap_err().to_string();
-        assert!(e.contains("ckpt-000000002") && e.contains("No intact"), "{e}");
+        assert!(
+            e.contains("ckpt-000000002") && e.contains("No intact"),
+            "{e}"
+        );
         assert_eq!(list(&dir).unwrap(), vec![2]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -35,6 +35,16 @@ pub struct DataConfig {
     /// exponential profile); 0 keeps the whole set.
     #[serde(default)]
     pub imbalance_ratio: f64,
+    /// Images: train on the examples a subset file names (ids `.npy` or a mask, with a
+    /// `FILE.json` sidecar holding the fingerprint of the data it was made for; see
+    /// [`crate::data::subset`]); empty trains on the whole set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subset: String,
+    /// Images: the content fingerprint of the training set (after the long-tail cut and the
+    /// subset), recorded in the run's config.toml at its start and checked on resume. Leave
+    /// empty: it is filled in.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 fn default_classes() -> crate::data::toy2d::Classes {
@@ -188,6 +198,12 @@ impl RunConfig {
                     "must be 0 (whole set) or ≥ 1",
                 ));
             }
+        } else if !self.data.subset.is_empty() {
+            return Err(invalid(
+                "data.subset",
+                "the toy draws fresh exact samples every step and has no examples to subset; \
+                 subsets are for image data",
+            ));
         }
         if self.model.width == 0 {
             return Err(invalid("model.width", "must be at least 1"));

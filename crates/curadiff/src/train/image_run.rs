@@ -33,8 +33,25 @@ fn fmnist_dir(cfg: &DataConfig) -> PathBuf {
     }
 }
 
-/// The training images of a run: the source, then the long-tailed subset if asked for.
+/// The training images of a run: the pool, then the subset file's examples if one is set.
 pub fn training_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
+    Ok(training_data(cfg, seed)?.0)
+}
+
+/// The training images and the seconds of curation that chose them (the subset file's
+/// sidecar; 0 without a subset).
+pub fn training_data(cfg: &DataConfig, seed: u64) -> Result<(ImageSet, f64)> {
+    let pool = pool(cfg, seed)?;
+    if cfg.subset.is_empty() {
+        return Ok((pool, 0.0));
+    }
+    let s = crate::data::subset::apply(&pool, Path::new(&cfg.subset))?;
+    Ok((s.set, s.seconds))
+}
+
+/// The pool of a run: the source, then the long-tailed cut if asked for. Subset files refer
+/// to its ids and fingerprint.
+pub fn pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
     let set = match cfg.kind.as_str() {
         "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Train)?,
         "npy" => {
@@ -56,11 +73,11 @@ pub fn training_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
 }
 
 /// The reference set image metrics compare against: Fashion-MNIST's test split, else the
-/// training images themselves.
+/// whole pool of training images (a subset arm is measured against all the data).
 pub fn reference_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
     match cfg.kind.as_str() {
         "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Test),
-        _ => training_set(cfg, seed),
+        _ => pool(cfg, seed),
     }
 }
 
@@ -197,17 +214,43 @@ pub fn write_grid(cfg: &RunConfig, l: &ImageLearner, path: &Path) -> Result<()> 
     crate::plot::grid::image_grid_png(&x, den.shape, GRID_COLS, 2, path)
 }
 
+/// `cfg` with the training set's fingerprint in `data.fingerprint`, refusing a run whose
+/// recorded fingerprint differs (the data changed under it). Run directories from before
+/// fingerprints were recorded keep none.
+fn with_fingerprint(run: &RunDir, cfg: &RunConfig, set: &ImageSet) -> Result<RunConfig> {
+    let fp = crate::data::fingerprint::fingerprint(set);
+    let recorded = if run.config().exists() {
+        run.read_config()?.data.fingerprint
+    } else {
+        cfg.data.fingerprint.clone()
+    };
+    let mut out = cfg.clone();
+    match recorded.as_str() {
+        "" if run.config().exists() => {}
+        "" => out.data.fingerprint = fp,
+        r if r == fp => out.data.fingerprint = fp,
+        r => {
+            return Err(Error::Config(format!(
+                "the training data of {} is not what the run started with (data.fingerprint                  {r}, the data now gives {fp}): restore the data (and data.subset) it was                  trained on, or start a new run directory",
+                run.root.display()
+            )))
+        }
+    }
+    Ok(out)
+}
+
 /// Trains (or resumes) the image run in `dir`.
 pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outcome> {
     cfg.validate()?;
     let unet = unet_of(cfg)?;
-    let set = training_set(&cfg.data, cfg.seed)?;
+    let (set, curate_seconds) = training_data(&cfg.data, cfg.seed)?;
     check_fits(
         &set,
         unet,
         &format!("the training data ({})", cfg.data.kind),
     )?;
     let run = RunDir::new(dir);
+    let cfg = &with_fingerprint(&run, cfg, &set)?;
     claim(&run, cfg)?;
     let mut noise = cfg.diffusion.noise();
     let mut l = learner(cfg)?;
@@ -217,6 +260,10 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         obs.note(&format!("resuming {} from step {step}", dir.display()));
     }
     let (mut c, extra) = resumed.unwrap_or_default();
+    if resumed_from.is_none() && curate_seconds > 0.0 {
+        // Offline curation (the subset's scoring) is paid for in the run's seconds.
+        c.seconds.insert("curate".into(), curate_seconds);
+    }
     if let Some(state) = extra.get("noise").filter(|v| !v.is_null()) {
         noise.restore(state).map_err(|why| Error::BadCheckpoint {
             path: run.checkpoints(),
@@ -477,11 +524,16 @@ mod tests {
         let ob = train(&b, &cfg, &mut notes).unwrap();
         assert_eq!(ob.resumed_from, Some(2));
         assert!(
-            notes.0.iter().any(|n| n.contains("ckpt-000000004") && n.contains("damaged")),
+            notes
+                .0
+                .iter()
+                .any(|n| n.contains("ckpt-000000004") && n.contains("damaged")),
             "{:?}",
             notes.0
         );
-        assert!(b.join("checkpoints/ckpt-000000004.safetensors.corrupt").is_file());
+        assert!(b
+            .join("checkpoints/ckpt-000000004.safetensors.corrupt")
+            .is_file());
         let (_, la, _) = load(&a, None).unwrap();
         let (_, lb, _) = load(&b, None).unwrap();
         assert_eq!(la.to_groups().unwrap(), lb.to_groups().unwrap());
@@ -496,6 +548,45 @@ mod tests {
         for d in [a, b] {
             std::fs::remove_dir_all(d).ok();
         }
+    }
+
+    #[test]
+    fn a_subset_trains_on_its_examples_books_its_seconds_and_pins_the_data() {
+        // Subset of the fixture's first 64 ids, made with 3.5 s of curation.
+        let mut cfg = tiny_cfg();
+        let pool_set = pool(&cfg.data, cfg.seed).unwrap();
+        let dir = tmp("subset");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keep.npy");
+        let ids: Vec<u64> = pool_set.ids[..64].to_vec();
+        crate::data::subset::write(&file, &pool_set, &ids, 3.5).unwrap();
+        cfg.data.subset = file.display().to_string();
+        cfg.train.duration_nimg = 128;
+        let run = dir.join("run");
+        let o = train(&run, &cfg, &mut Quiet).unwrap();
+        assert_eq!(o.counters.seconds["curate"], 3.5);
+        // Every trained example is in the subset: batches index the 64-image set, whose
+        // fingerprint is recorded in the run's config.
+        let (set, _) = training_data(&cfg.data, cfg.seed).unwrap();
+        assert_eq!(set.ids, ids);
+        let stored = RunDir::new(&run).read_config().unwrap();
+        assert_eq!(
+            stored.data.fingerprint,
+            crate::data::fingerprint::fingerprint(&set)
+        );
+        let mut noise = cfg.diffusion.noise();
+        let b = image_batch(&set, &mut noise, 0.0, cfg.seed, 0, 64);
+        let mut seen = b.index.clone();
+        seen.sort();
+        assert_eq!(seen, (0..64).collect::<Vec<_>>());
+        // Other data under the same run directory (a different subset) is refused.
+        crate::data::subset::write(&file, &pool_set, &pool_set.ids[..32], 3.5).unwrap();
+        let e = train(&run, &cfg, &mut Quiet).unwrap_err().to_string();
+        assert!(
+            e.contains("data.fingerprint") && e.contains("not what the run"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

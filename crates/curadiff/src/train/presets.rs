@@ -88,6 +88,8 @@ fn toy() -> RunConfig {
             path: String::new(),
             labels: String::new(),
             imbalance_ratio: 0.0,
+            subset: String::new(),
+            fingerprint: String::new(),
         },
         // The published log-density form, with its output gain kept ≤ 0. From g = 0 the
         // first Adam step gives g the sign of the first gradient, which depends on the
@@ -184,6 +186,8 @@ fn fmnist() -> RunConfig {
         path: String::new(),
         labels: String::new(),
         imbalance_ratio: 0.0,
+        subset: String::new(),
+        fingerprint: String::new(),
     };
     c.unet = Some(UnetConfig {
         channels: 16,
