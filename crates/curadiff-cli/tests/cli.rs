@@ -380,8 +380,15 @@ fn resume_after_sigkill_of(name: &str, preset: &str, base: &[String], steps: u64
         "{e}"
     );
     assert!(e.contains("intact"), "{e}");
-    std::fs::remove_file(&newest).unwrap();
-    std::fs::remove_file(newest.with_extension("json")).unwrap();
+    // Training the same config again resumes from the intact one, moves the damaged one
+    // aside (kept), and reaches the uninterrupted weights.
+    let o = curadiff().args(args(&b)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("moved aside"), "{}", stderr(&o));
+    let mut aside = newest.clone().into_os_string();
+    aside.push(".corrupt");
+    assert!(PathBuf::from(aside).is_file());
+    assert_eq!(final_tensors(&a), final_tensors(&b));
     let o = sample(&b, 8, &t.join("s.npy"), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     t

@@ -194,12 +194,38 @@ pub fn load(dir: &Path, step: u64) -> Result<Checkpoint> {
     })
 }
 
-/// The newest intact checkpoint in `dir`, if any. Damaged checkpoints newer than it (a
-/// truncated or corrupted tensor file, a malformed JSON) are moved aside as `*.corrupt`
-/// (kept for inspection, never deleted) and named in [`Checkpoint::warnings`], so that
-/// resuming continues from the last good state. When no checkpoint is intact, the error
-/// names the newest one and nothing is moved.
+/// The newest checkpoint in `dir`, if any, for readers (sampling, evaluation): a damaged
+/// newest checkpoint is an error naming it, never silently replaced by an older state. The
+/// hint says whether an earlier one is intact and that training resumes from it.
 pub fn latest(dir: &Path) -> Result<Option<Checkpoint>> {
+    let steps = list(dir)?;
+    let Some(&newest) = steps.first() else {
+        return Ok(None);
+    };
+    match load(dir, newest) {
+        Ok(c) => Ok(Some(c)),
+        Err(Error::BadCheckpoint { path, why, .. }) => {
+            let hint = match steps.iter().skip(1).find(|&&s| load(dir, s).is_ok()) {
+                Some(s) => format!(
+                    "The checkpoint of step {s} is intact: `curadiff train` with the same \
+                     config resumes from it (moving this one aside as *.corrupt), or delete {} \
+                     and its .json to read it",
+                    path.with_extension("").display()
+                ),
+                None => "No intact earlier checkpoint exists; start a new run directory".into(),
+            };
+            Err(Error::BadCheckpoint { path, why, hint })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The newest intact checkpoint in `dir`, if any, for resuming training. Damaged checkpoints
+/// newer than it (a truncated or corrupted tensor file, a malformed JSON) are moved aside as
+/// `*.corrupt` (kept for inspection, never deleted) and named in [`Checkpoint::warnings`], so
+/// that training continues from the last good state. When no checkpoint is intact, the error
+/// names the newest one and nothing is moved.
+pub fn resume_point(dir: &Path) -> Result<Option<Checkpoint>> {
     let steps = list(dir)?;
     let Some(&newest) = steps.first() else {
         return Ok(None);
@@ -290,8 +316,9 @@ mod tests {
         let c = latest(&dir).unwrap().unwrap();
         assert_eq!(c.meta.step, 3);
         assert_eq!(c.groups["net"], groups(3.0)["net"]);
-        // Truncate the newest tensor file: `latest` falls back to step 2, names the damaged
-        // file, and keeps it as *.corrupt.
+        // Truncate the newest tensor file: a reader gets an error naming it and the intact
+        // step 2; resuming falls back to step 2, names the damaged file, and keeps it as
+        // *.corrupt.
         let t = dir.join("ckpt-000000003.safetensors");
         let bytes = std::fs::read(&t).unwrap();
         std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
@@ -300,7 +327,13 @@ mod tests {
             e.contains("ckpt-000000003.safetensors") && e.contains("truncated"),
             "{e}"
         );
-        let c = latest(&dir).unwrap().unwrap();
+        let e = latest(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("ckpt-000000003") && e.contains("step 2 is intact"),
+            "{e}"
+        );
+        assert_eq!(list(&dir).unwrap(), vec![3, 2]);
+        let c = resume_point(&dir).unwrap().unwrap();
         assert_eq!(c.meta.step, 2);
         assert_eq!(c.groups["net"], groups(2.0)["net"]);
         assert_eq!(c.warnings.len(), 1);
@@ -317,7 +350,7 @@ mod tests {
         let t = dir.join("ckpt-000000002.safetensors");
         let bytes = std::fs::read(&t).unwrap();
         std::fs::write(&t, &bytes[..10]).unwrap();
-        let e = latest(&dir).unwrap_err().to_string();
+        let e = resume_point(&dir).unwrap_err().to_string();
         assert!(
             e.contains("ckpt-000000002") && e.contains("No intact"),
             "{e}"

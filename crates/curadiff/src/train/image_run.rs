@@ -175,13 +175,15 @@ fn save_to(
     Ok(())
 }
 
-/// Restores a learner from the newest checkpoint in `dir`.
+/// Restores a learner from the checkpoint in `dir` that `pick` chooses (training resumes
+/// from [`checkpoint::resume_point`], readers use [`checkpoint::latest`]).
 fn restore(
     dir: &Path,
     l: &mut ImageLearner,
     obs: &mut dyn Observer,
+    pick: fn(&Path) -> Result<Option<checkpoint::Checkpoint>>,
 ) -> Result<Option<(Counters, serde_json::Value)>> {
-    let Some(ck) = checkpoint::latest(dir)? else {
+    let Some(ck) = pick(dir)? else {
         return Ok(None);
     };
     ck.warnings.iter().for_each(|w| obs.note(w));
@@ -254,7 +256,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     claim(&run, cfg)?;
     let mut noise = cfg.diffusion.noise();
     let mut l = learner(cfg)?;
-    let resumed = restore(&run.checkpoints(), &mut l, obs)?;
+    let resumed = restore(&run.checkpoints(), &mut l, obs, checkpoint::resume_point)?;
     let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
     if let Some(step) = resumed_from {
         obs.note(&format!("resuming {} from step {step}", dir.display()));
@@ -386,7 +388,7 @@ pub fn load(dir: &Path, label: Option<&str>) -> Result<(RunConfig, ImageLearner,
         Some(s) => run.snapshots().join(s),
         None => run.checkpoints(),
     };
-    let Some((c, _)) = restore(&folder, &mut l, &mut super::run::Quiet)? else {
+    let Some((c, _)) = restore(&folder, &mut l, &mut super::run::Quiet, checkpoint::latest)? else {
         return Err(Error::Config(format!(
             "{} has no checkpoint yet; run its training first",
             folder.display()

@@ -123,13 +123,15 @@ pub(crate) fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
     crate::fsutil::write_atomic(&run.config(), cfg.to_toml()?.as_bytes())
 }
 
-/// Restores learner and counters from the newest checkpoint, if any.
+/// Restores learner and counters from the checkpoint `pick` chooses (training resumes from
+/// [`checkpoint::resume_point`], readers use [`checkpoint::latest`]), if any.
 fn resume(
     run: &RunDir,
     learner: &mut ToyLearner,
     obs: &mut dyn Observer,
+    pick: fn(&Path) -> Result<Option<checkpoint::Checkpoint>>,
 ) -> Result<Option<(Counters, serde_json::Value)>> {
-    let Some(ck) = checkpoint::latest(&run.checkpoints())? else {
+    let Some(ck) = pick(&run.checkpoints())? else {
         return Ok(None);
     };
     ck.warnings.iter().for_each(|w| obs.note(w));
@@ -271,7 +273,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let mut noise = cfg.diffusion.noise();
     let mut learner = ToyLearner::new(cfg, &crate::device::training());
     let mut selection = OnlineSelection::new(&cfg.select, cfg.diffusion.weighting, dir)?;
-    let resumed = resume(&run, &mut learner, obs)?;
+    let resumed = resume(&run, &mut learner, obs, checkpoint::resume_point)?;
     let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
     if let Some(step) = resumed_from {
         obs.note(&format!("resuming {} from step {step}", dir.display()));
@@ -467,7 +469,7 @@ pub fn load_snapshot_latest(dir: &Path) -> Result<(RunConfig, ToyLearner, Counte
     let cfg = run.read_config()?;
     toy_only(dir, &cfg)?;
     let mut learner = ToyLearner::new(&cfg, &crate::device::training());
-    let Some((c, _)) = resume(&run, &mut learner, &mut Quiet)? else {
+    let Some((c, _)) = resume(&run, &mut learner, &mut Quiet, checkpoint::latest)? else {
         return Err(Error::Config(format!(
             "{} has no checkpoint yet; run its training first",
             dir.display()
