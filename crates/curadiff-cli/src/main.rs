@@ -319,7 +319,7 @@ fn execute(cli: Cli) -> Result<()> {
                 print!("{}", cfg.to_toml()?);
                 return Ok(());
             }
-            let o = run::train(&out, &cfg, &mut Bar { bar: None })
+            let o = curadiff::trainjob::train(&out, &cfg, &mut Bar { bar: None })
                 .with_context(|| format!("training {}", out.display()))?;
             println!(
                 "{}",

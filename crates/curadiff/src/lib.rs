@@ -14,5 +14,6 @@ pub mod plot;
 pub mod rng;
 pub mod toyjob;
 pub mod train;
+pub mod trainjob;
 
 pub use error::{Error, Result};

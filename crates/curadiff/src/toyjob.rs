@@ -13,7 +13,8 @@ use crate::eval::toy::{self, ModelMetrics, SampleMetrics};
 use crate::models::toy_denoiser::ToyModel;
 use crate::train::config::RunConfig;
 use crate::train::presets::preset;
-use crate::train::run::{self, Observer};
+use crate::train::run::Observer;
+use crate::train::toy_task;
 
 /// Which weights of a run to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +34,7 @@ impl Models {
     /// Loads `run` (and `guide` at weight `w`) from their newest checkpoints.
     pub fn load(run: &Path, guide: Option<(&Path, f64)>, weights: Weights) -> Result<Self> {
         let pick = |dir: &Path| -> Result<(RunConfig, Box<dyn ToyModel>)> {
-            let (cfg, learner, _) = run::load_learner(dir)?;
+            let (cfg, learner, _) = toy_task::load_learner(dir)?;
             let den = match weights {
                 Weights::Ema => learner.ema_inference(),
                 Weights::Raw => learner.inference(),
@@ -183,7 +184,7 @@ pub fn demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<Vec<Column>> {
             "training {name} into {}",
             cfg.out.join(dir).display()
         ));
-        run::train(&cfg.out.join(dir), &c, obs)?;
+        crate::trainjob::train(&cfg.out.join(dir), &c, obs)?;
     }
     let main = cfg.out.join("main");
     let guide = cfg.out.join("guide");

@@ -20,6 +20,7 @@ use crate::imagejob;
 use crate::train::config::RunConfig;
 use crate::train::presets::preset;
 use crate::train::run::{self, Observer, Quiet, RunDir};
+use crate::train::toy_task;
 
 /// One arm of the grid: a preset plus overrides. `{guide}` in a value stands for the seed's
 /// guide run directory.
@@ -349,7 +350,7 @@ pub fn run_grid(
                 .with_overrides(&grid.set)?
                 .with_overrides(&guide.set)?;
             g.seed = seed;
-            run::train(&guide_dir, &g, &mut Quiet)?;
+            crate::trainjob::train(&guide_dir, &g, &mut Quiet)?;
         }
         for arm in &grid.arms {
             let cell = out
@@ -424,19 +425,19 @@ fn run_cell(
     guide_dir: &Path,
 ) -> Result<Vec<PointResult>> {
     let cfg = cell_config(grid, arm, seed, Some(guide_dir))?;
-    run::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
-    let (_, guide, _) = run::load_learner(guide_dir)?;
+    crate::trainjob::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
+    let (_, guide, _) = toy_task::load_learner(guide_dir)?;
     let guide = guide.ema_inference();
     let mixture = crate::data::toy2d::Mixture::tree(cfg.data.classes);
     let mut points = Vec::new();
     let mut eval = |kind: &str, point: f64, label: Option<String>| -> Result<()> {
         let (learner, c, n) = match &label {
             Some(l) => {
-                let (_, learner, c) = run::load_snapshot(cell, l)?;
+                let (_, learner, c) = toy_task::load_snapshot(cell, l)?;
                 (learner, c, grid.eval_samples)
             }
             None => {
-                let (_, learner, c) = run::load_snapshot_latest(cell)?;
+                let (_, learner, c) = toy_task::load_snapshot_latest(cell)?;
                 (learner, c, grid.samples)
             }
         };
@@ -522,7 +523,7 @@ fn run_image_cell(
     r: &ImageRef,
 ) -> Result<Vec<PointResult>> {
     let cfg = cell_config(grid, arm, seed, None)?;
-    run::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
+    crate::trainjob::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
     let mut points = Vec::new();
     let mut eval = |kind: &str, point: f64, label: Option<String>| -> Result<()> {
         let n = if label.is_some() {

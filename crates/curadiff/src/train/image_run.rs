@@ -1,20 +1,19 @@
-//! The training loop for images: the same run directory, config, checkpoints, stats, noise
-//! schedules, budgets and snapshots as the toy loop ([`super::run`]), with a U-Net learner on
-//! an image set and class-conditional sample grids at intervals.
+//! The image task: a U-Net learner (burn or fused engine) on an image set (Fashion-MNIST,
+//! `.npy`, a PNG folder; long-tailed cut and subset files), with class-conditional sample
+//! grids at intervals, trained by the one loop ([`super::run::run_task`]); and the readers
+//! of image runs.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use super::checkpoint::{self, CheckpointMeta};
+use super::checkpoint;
 use super::config::{DataConfig, RunConfig, SamplerConfig};
-use super::image::{image_batch, sample_images, Guide, ImageLearner, ImageSampling};
+use super::image::{image_batch, sample_images, Guide, ImageBatch, ImageLearner, ImageSampling};
 use super::optim::Adam;
-use super::run::{
-    claim, crossed, noise_events, snapshots_due, Counters, Observer, Outcome, RunDir,
-};
-use super::stats::{StatsWindow, StatsWriter};
+use super::run::{claim, crossed, run_task, Counters, Observer, Outcome, RunDir};
+use super::task::{Groups, Task};
 use crate::data::images::{self, ImageSet, Split};
-use crate::diffusion::noise::NoiseSampler;
+use crate::diffusion::loss::Losses;
+use crate::diffusion::noise::Schedule;
 use crate::error::{Error, Result};
 use crate::models::unet::UnetConfig;
 
@@ -145,57 +144,6 @@ pub fn learner(cfg: &RunConfig) -> Result<ImageLearner> {
     )
 }
 
-fn counters_of(meta: &CheckpointMeta) -> Counters {
-    Counters {
-        step: meta.step,
-        nimg: meta.nimg,
-        nimg_scored: meta.nimg_scored,
-        seconds: meta.seconds.clone(),
-    }
-}
-
-fn save_to(
-    dir: &Path,
-    l: &ImageLearner,
-    c: &Counters,
-    extra: serde_json::Value,
-    keep: usize,
-) -> Result<()> {
-    let meta = CheckpointMeta {
-        step: c.step,
-        nimg: c.nimg,
-        nimg_scored: c.nimg_scored,
-        seconds: c.seconds.clone(),
-        tensors: String::new(),
-        bytes: 0,
-        checksum: String::new(),
-        extra,
-    };
-    checkpoint::save(dir, meta, &l.to_groups()?, keep)?;
-    Ok(())
-}
-
-/// Restores a learner from the checkpoint in `dir` that `pick` chooses (training resumes
-/// from [`checkpoint::resume_point`], readers use [`checkpoint::latest`]).
-fn restore(
-    dir: &Path,
-    l: &mut ImageLearner,
-    obs: &mut dyn Observer,
-    pick: fn(&Path) -> Result<Option<checkpoint::Checkpoint>>,
-) -> Result<Option<(Counters, serde_json::Value)>> {
-    let Some(ck) = pick(dir)? else {
-        return Ok(None);
-    };
-    ck.warnings.iter().for_each(|w| obs.note(w));
-    l.load_groups(&ck.groups, ck.meta.step)
-        .map_err(|e| Error::BadCheckpoint {
-            path: ck.path.clone(),
-            why: e.to_string(),
-            hint: "it does not fit this config's network".into(),
-        })?;
-    Ok(Some((counters_of(&ck.meta), ck.meta.extra)))
-}
-
 /// Writes a class-conditional grid (one row per class, [`GRID_COLS`] columns; unconditional
 /// rows for an unconditional network) of the EMA weights to `path`.
 pub fn write_grid(cfg: &RunConfig, l: &ImageLearner, path: &Path) -> Result<()> {
@@ -233,12 +181,91 @@ fn with_fingerprint(run: &RunDir, cfg: &RunConfig, set: &ImageSet) -> Result<Run
         r if r == fp => out.data.fingerprint = fp,
         r => {
             return Err(Error::Config(format!(
-                "the training data of {} is not what the run started with (data.fingerprint                  {r}, the data now gives {fp}): restore the data (and data.subset) it was                  trained on, or start a new run directory",
+                "the training data of {} is not what the run started with (data.fingerprint \
+                 {r}, the data now gives {fp}): restore the data (and data.subset) it was \
+                 trained on, or start a new run directory",
                 run.root.display()
             )))
         }
     }
     Ok(out)
+}
+
+/// The image learner (U-Net on either engine) on an image set, with sample grids at
+/// intervals.
+pub struct ImageTask<'a> {
+    pub learner: ImageLearner,
+    cfg: &'a RunConfig,
+    set: ImageSet,
+}
+
+impl<'a> ImageTask<'a> {
+    /// The task of `cfg` on `set` (checked to fit the network).
+    pub fn new(cfg: &'a RunConfig, set: ImageSet) -> Result<Self> {
+        Ok(Self {
+            learner: learner(cfg)?,
+            cfg,
+            set,
+        })
+    }
+}
+
+impl Task for ImageTask<'_> {
+    type Batch = ImageBatch;
+
+    fn batch(&mut self, noise: &mut Schedule, step: u64) -> Result<ImageBatch> {
+        let dropout = unet_of(self.cfg)?.label_dropout;
+        Ok(image_batch(
+            &self.set,
+            noise,
+            dropout,
+            self.cfg.seed,
+            step,
+            self.cfg.train.batch,
+        ))
+    }
+
+    fn len(b: &ImageBatch) -> usize {
+        b.sigma.len()
+    }
+
+    fn sigma(b: &ImageBatch) -> &[f64] {
+        &b.sigma
+    }
+
+    fn step(&mut self, b: &ImageBatch, lr: f64) -> Result<Losses> {
+        self.learner.step(b, lr)
+    }
+
+    fn update_ema(&mut self, position: u64, batch: usize) {
+        self.learner.update_ema(position, batch);
+    }
+
+    fn x0_errors(_b: &ImageBatch, losses: &Losses) -> Vec<f64> {
+        losses.x0_error.iter().map(|&v| v as f64).collect()
+    }
+
+    fn eval_due(&self, position: u64, batch: u64, done: bool) -> bool {
+        let every = self.cfg.train.sample_every_nimg;
+        every > 0 && crossed(position, batch, every) && !done
+    }
+
+    fn eval(&mut self, run: &RunDir, c: &Counters) -> Result<()> {
+        crate::fsutil::create_dir(&run.samples())?;
+        write_grid(
+            self.cfg,
+            &self.learner,
+            &run.samples().join(format!("grid-nimg-{:09}.png", c.nimg)),
+        )
+    }
+
+    fn groups(&self) -> Result<Groups> {
+        self.learner.to_groups()
+    }
+
+    fn load_groups(&mut self, g: &Groups, step: u64) -> Result<()> {
+        self.learner.load_groups(g, step)
+    }
 }
 
 /// Trains (or resumes) the image run in `dir`.
@@ -254,121 +281,8 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let run = RunDir::new(dir);
     let cfg = &with_fingerprint(&run, cfg, &set)?;
     claim(&run, cfg)?;
-    let mut noise = cfg.diffusion.noise();
-    let mut l = learner(cfg)?;
-    let resumed = restore(&run.checkpoints(), &mut l, obs, checkpoint::resume_point)?;
-    let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
-    if let Some(step) = resumed_from {
-        obs.note(&format!("resuming {} from step {step}", dir.display()));
-    }
-    let (mut c, extra) = resumed.unwrap_or_default();
-    if resumed_from.is_none() && curate_seconds > 0.0 {
-        // Offline curation (the subset's scoring) is paid for in the run's seconds.
-        c.seconds.insert("curate".into(), curate_seconds);
-    }
-    if let Some(state) = extra.get("noise").filter(|v| !v.is_null()) {
-        noise.restore(state).map_err(|why| Error::BadCheckpoint {
-            path: run.checkpoints(),
-            why: format!("malformed noise schedule state: {why}"),
-            hint: "it does not fit this config's diffusion.schedule".into(),
-        })?;
-    }
-    let mut stats = StatsWriter::open(run.stats(), c.nimg)?;
-    let batch = cfg.train.batch as u64;
-    let total = cfg.train.duration_nimg;
-    let mut last_saved = c.step;
-    let mut window = StatsWindow::new();
-    let budget_done = |c: &Counters| {
-        (cfg.train.budget_nimg > 0 && c.nimg >= cfg.train.budget_nimg)
-            || (cfg.train.budget_seconds > 0.0 && c.total_seconds() >= cfg.train.budget_seconds)
-    };
-    crate::fsutil::create_dir(&run.samples())?;
-    while c.step * batch < total && !budget_done(&c) {
-        let t = Instant::now();
-        let b = image_batch(
-            &set,
-            &mut noise,
-            unet.label_dropout,
-            cfg.seed,
-            c.step,
-            cfg.train.batch,
-        );
-        c.add("data", t);
-
-        let t = Instant::now();
-        let lr = cfg.train.lr.at((c.step * batch) as f64);
-        let losses = l.step(&b, lr)?;
-        let mean = losses.mean();
-        if !mean.is_finite() {
-            return Err(Error::NonFiniteLoss {
-                step: c.step,
-                value: mean,
-                last_good: last_saved,
-                dir: run.checkpoints(),
-            });
-        }
-        c.step += 1;
-        c.nimg += batch;
-        c.nimg_scored += batch;
-        l.update_ema(c.nimg, cfg.train.batch);
-        c.add("train", t);
-
-        let t = Instant::now();
-        let x0: Vec<f64> = losses.x0_error.iter().map(|&v| v as f64).collect();
-        noise.observe(&b.sigma, &x0);
-        c.add("noise", t);
-        noise_events(&run, &mut noise, c.step, obs)?;
-
-        window.add(mean, &b.sigma);
-        let position = c.step * batch;
-        let done = position >= total || budget_done(&c);
-        if crossed(position, batch, cfg.train.log_every_nimg) || done {
-            window.flush(&mut stats, &c, lr, None)?;
-        }
-
-        // Sample grids are evaluation: booked to "eval", outside the training budget's
-        // phases of data/train/noise (they are counted in the total).
-        let every = cfg.train.sample_every_nimg;
-        if every > 0 && crossed(position, batch, every) && !done {
-            let t = Instant::now();
-            write_grid(
-                cfg,
-                &l,
-                &run.samples().join(format!("grid-nimg-{:09}.png", c.nimg)),
-            )?;
-            c.add("eval", t);
-        }
-
-        let extra = serde_json::json!({ "noise": noise.state() });
-        for label in snapshots_due(cfg, &run, c.nimg - batch, &c) {
-            let t = Instant::now();
-            save_to(&run.snapshots().join(label), &l, &c, extra.clone(), 1)?;
-            c.add("checkpoint", t);
-        }
-        if crossed(position, batch, cfg.train.checkpoint_every_nimg) || done {
-            let t = Instant::now();
-            save_to(
-                &run.checkpoints(),
-                &l,
-                &c,
-                extra,
-                cfg.train.keep_checkpoints,
-            )?;
-            c.add("checkpoint", t);
-            last_saved = c.step;
-        }
-        obs.progress(position.min(total), total, mean);
-    }
-
-    let grid = run.samples().join("final.png");
-    if !grid.exists() {
-        write_grid(cfg, &l, &grid)?;
-    }
-    Ok(Outcome {
-        counters: c,
-        resumed_from,
-        last_loss: window.last_loss,
-    })
+    let mut task = ImageTask::new(cfg, set)?;
+    run_task(&run, cfg, &mut task, curate_seconds, obs)
 }
 
 /// The learner of an image run at its newest checkpoint (or a snapshot folder under
@@ -383,16 +297,28 @@ pub fn load(dir: &Path, label: Option<&str>) -> Result<(RunConfig, ImageLearner,
         )));
     }
     let cfg = run.read_config()?;
-    let mut l = learner(&cfg)?;
     let folder = match label {
         Some(s) => run.snapshots().join(s),
         None => run.checkpoints(),
     };
-    let Some((c, _)) = restore(&folder, &mut l, &mut super::run::Quiet, checkpoint::latest)? else {
+    let Some(ck) = checkpoint::latest(&folder)? else {
         return Err(Error::Config(format!(
             "{} has no checkpoint yet; run its training first",
             folder.display()
         )));
+    };
+    let mut l = learner(&cfg)?;
+    l.load_groups(&ck.groups, ck.meta.step)
+        .map_err(|e| Error::BadCheckpoint {
+            path: ck.path.clone(),
+            why: e.to_string(),
+            hint: "it does not fit this config's network".into(),
+        })?;
+    let c = Counters {
+        step: ck.meta.step,
+        nimg: ck.meta.nimg,
+        nimg_scored: ck.meta.nimg_scored,
+        seconds: ck.meta.seconds,
     };
     Ok((cfg, l, c))
 }
@@ -454,7 +380,6 @@ mod tests {
         let a = tmp("a");
         let oa = train(&a, &cfg, &mut Quiet).unwrap();
         assert_eq!((oa.counters.step, oa.counters.nimg), (4, 64));
-        assert!(a.join("samples/final.png").is_file());
         assert!(a.join("snapshots/nimg-000000000032").is_dir());
         let b = tmp("b");
         std::fs::create_dir_all(b.join("checkpoints")).unwrap();
@@ -484,9 +409,10 @@ mod tests {
         };
         assert_eq!(stats(&a), stats(&b));
         // The same samples from both.
-        let pa = std::fs::read(a.join("samples/final.png")).unwrap();
-        let pb = std::fs::read(b.join("samples/final.png")).unwrap();
-        assert_eq!(pa, pb);
+        let (pa, pb) = (a.join("grid-a.png"), b.join("grid-b.png"));
+        write_grid(&cfg, &la, &pa).unwrap();
+        write_grid(&cfg, &lb, &pb).unwrap();
+        assert_eq!(std::fs::read(pa).unwrap(), std::fs::read(pb).unwrap());
         for d in [a, b] {
             std::fs::remove_dir_all(d).ok();
         }

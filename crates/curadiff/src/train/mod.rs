@@ -16,3 +16,5 @@ pub mod presets;
 pub mod run;
 pub mod select;
 pub mod stats;
+pub mod task;
+pub mod toy_task;

@@ -1,5 +1,6 @@
-//! The training loop, top to bottom: resume or start, then per step the phases
-//! data → step → EMA → stats → checkpoint, until the image budget is spent.
+//! The one training loop ([`run_task`]) and what every run shares: the run directory, its
+//! counters and phases, budgets and snapshots. What differs between the toy and images is a
+//! [`Task`] ([`super::toy_task`], [`super::image_run`]).
 //!
 //! To resume, run the same command again: the run directory's `config.toml` must match, and
 //! training continues from the newest checkpoint with bit-identical results.
@@ -10,17 +11,11 @@ use std::time::Instant;
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::config::RunConfig;
-use super::learner::ToyLearner;
-use super::select::{Choice, OnlineSelection};
 use super::stats::{StatsWindow, StatsWriter};
-use crate::data::toy2d::Mixture;
+use super::task::Task;
 use crate::diffusion::infonoise::Event;
 use crate::diffusion::noise::{NoiseSampler, Schedule};
-use crate::diffusion::toy_batch::{redraw_noise, toy_batch, Batch};
 use crate::error::{Error, Result};
-
-/// Sampling seed of the end-of-training plot.
-const FINAL_PLOT_SEED: u64 = 7;
 
 /// Receives progress; the CLI draws a progress bar from it.
 pub trait Observer {
@@ -123,74 +118,9 @@ pub(crate) fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
     crate::fsutil::write_atomic(&run.config(), cfg.to_toml()?.as_bytes())
 }
 
-/// Restores learner and counters from the checkpoint `pick` chooses (training resumes from
-/// [`checkpoint::resume_point`], readers use [`checkpoint::latest`]), if any.
-fn resume(
-    run: &RunDir,
-    learner: &mut ToyLearner,
-    obs: &mut dyn Observer,
-    pick: fn(&Path) -> Result<Option<checkpoint::Checkpoint>>,
-) -> Result<Option<(Counters, serde_json::Value)>> {
-    let Some(ck) = pick(&run.checkpoints())? else {
-        return Ok(None);
-    };
-    ck.warnings.iter().for_each(|w| obs.note(w));
-    learner
-        .load_groups(&ck.groups, ck.meta.step)
-        .map_err(|e| Error::BadCheckpoint {
-            path: ck.path.clone(),
-            why: e.to_string(),
-            hint: "it does not fit this config's model".into(),
-        })?;
-    let counters = Counters {
-        step: ck.meta.step,
-        nimg: ck.meta.nimg,
-        nimg_scored: ck.meta.nimg_scored,
-        seconds: ck.meta.seconds,
-    };
-    Ok(Some((counters, ck.meta.extra)))
-}
-
 /// The snapshot folder name of a seconds budget point.
 pub fn seconds_label(p: f64) -> String {
     format!("seconds-{:012.3}", p)
-}
-
-fn save(
-    run: &RunDir,
-    cfg: &RunConfig,
-    learner: &ToyLearner,
-    c: &Counters,
-    extra: serde_json::Value,
-) -> Result<()> {
-    save_to(
-        &run.checkpoints(),
-        learner,
-        c,
-        extra,
-        cfg.train.keep_checkpoints,
-    )
-}
-
-fn save_to(
-    dir: &Path,
-    learner: &ToyLearner,
-    c: &Counters,
-    extra: serde_json::Value,
-    keep: usize,
-) -> Result<()> {
-    let meta = CheckpointMeta {
-        step: c.step,
-        nimg: c.nimg,
-        nimg_scored: c.nimg_scored,
-        seconds: c.seconds.clone(),
-        tensors: String::new(),
-        bytes: 0,
-        checksum: String::new(),
-        extra,
-    };
-    checkpoint::save(dir, meta, &learner.to_groups()?, keep)?;
-    Ok(())
 }
 
 /// The budget snapshots to write after a step that took the images trained from
@@ -225,23 +155,6 @@ pub(crate) fn crossed(nimg: u64, batch: u64, every: u64) -> bool {
     nimg / every > nimg.saturating_sub(batch) / every
 }
 
-/// Per-example ‖y − D‖² per dimension against the clean examples y, which is what the
-/// noise schedules estimate mmse(σ) from. The step's error is against its target; with the
-/// exact target E[y|x] the two differ by ‖y − E[y|x]‖² plus a cross term of zero mean, so
-/// that gap is added (exact in expectation; zero for denoising score matching).
-fn x0_errors(b: &Batch, err: &[f32]) -> Vec<f64> {
-    let d = b.dim;
-    err.iter()
-        .enumerate()
-        .map(|(i, &e)| {
-            let gap: f64 = (0..d)
-                .map(|j| (b.clean[i * d + j] - b.target[i * d + j]).powi(2))
-                .sum();
-            e as f64 + gap / d as f64
-        })
-        .collect()
-}
-
 /// Writes the schedule's refreshes and warnings to the run directory.
 pub(crate) fn noise_events(
     run: &RunDir,
@@ -261,31 +174,40 @@ pub(crate) fn noise_events(
     Ok(())
 }
 
-/// Trains (or resumes) the run in `dir` to `cfg.train.duration_nimg` images.
+/// Trains (or resumes) the run in `dir` to `cfg.train.duration_nimg` images: the toy or the
+/// image task through the one loop.
 pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outcome> {
     if cfg.data.is_images() {
-        return super::image_run::train(dir, cfg, obs);
+        super::image_run::train(dir, cfg, obs)
+    } else {
+        super::toy_task::train(dir, cfg, obs)
     }
-    cfg.validate()?;
-    let run = RunDir::new(dir);
-    claim(&run, cfg)?;
-    let mixture = Mixture::tree(cfg.data.classes);
+}
+
+/// The one training loop: resume or start, then per step the phases data → select → train
+/// (step and EMA) → noise → stats → eval → snapshots and checkpoint, until the image budget
+/// (`train.duration_nimg`, or `budget_nimg` / `budget_seconds`) is spent. `run` must be
+/// claimed for `cfg` and `curate_seconds` are the offline curation seconds booked to a
+/// fresh run's `curate` phase.
+pub fn run_task<T: Task>(
+    run: &RunDir,
+    cfg: &RunConfig,
+    task: &mut T,
+    curate_seconds: f64,
+    obs: &mut dyn Observer,
+) -> Result<Outcome> {
     let mut noise = cfg.diffusion.noise();
-    let mut learner = ToyLearner::new(cfg, &crate::device::training());
-    let mut selection = OnlineSelection::new(&cfg.select, cfg.diffusion.weighting, dir)?;
-    let resumed = resume(&run, &mut learner, obs, checkpoint::resume_point)?;
+    let resumed = resume(run, task, obs)?;
     let resumed_from = resumed.as_ref().map(|(c, _)| c.step);
     if let Some(step) = resumed_from {
-        obs.note(&format!("resuming {} from step {step}", dir.display()));
+        obs.note(&format!("resuming {} from step {step}", run.root.display()));
     }
     let (mut c, extra) = resumed.unwrap_or_default();
-    if let (Some(sel), Some(sw)) = (selection.as_mut(), extra.get("switch")) {
-        sel.switch = serde_json::from_value(sw.clone()).map_err(|e| Error::BadCheckpoint {
-            path: run.checkpoints(),
-            why: format!("malformed selection state: {e}"),
-            hint: String::new(),
-        })?;
+    if resumed_from.is_none() && curate_seconds > 0.0 {
+        // Offline curation (e.g. a subset's scoring) is paid for in the run's seconds.
+        c.seconds.insert("curate".into(), curate_seconds);
     }
+    task.restore_state(&extra, &run.checkpoints())?;
     if let Some(state) = extra.get("noise").filter(|v| !v.is_null()) {
         noise.restore(state).map_err(|why| Error::BadCheckpoint {
             path: run.checkpoints(),
@@ -307,49 +229,20 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
             || (cfg.train.budget_seconds > 0.0 && c.total_seconds() >= cfg.train.budget_seconds)
     };
     while c.step * batch < total && !budget_done(&c) {
-        // Data: fresh exact samples of the toy at log-normal σ (the super-batch).
+        // Data: the super-batch of this step.
         let t = Instant::now();
-        let b = toy_batch(
-            &mixture,
-            &mut noise,
-            cfg.train.target,
-            cfg.seed,
-            c.step,
-            cfg.train.batch,
-        );
+        let b = task.batch(&mut noise, c.step)?;
         c.add("data", t);
 
-        // Score and select (online selection only).
-        let choice = match selection.as_mut() {
-            None => None,
-            Some(sel) => {
-                let step = c.step;
-                let mut redraw = || {
-                    let mut n = noise.clone();
-                    redraw_noise(&mixture, &b, &mut n, cfg.train.target, cfg.seed, step)
-                };
-                Some(sel.choose(&learner, &b, &mut redraw, cfg.seed, step, &mut c)?)
-            }
-        };
-        let subset;
-        let (sub, scored): (&Batch, bool) = match &choice {
-            Some(Choice {
-                indices: Some(idx),
-                scored,
-                ..
-            }) => {
-                subset = b.subset(idx);
-                (&subset, *scored)
-            }
-            Some(Choice { scored, .. }) => (&b, *scored),
-            None => (&b, false),
-        };
+        // Select: the rows to train on (the task books its scoring phases).
+        let chosen = task.choose(b, &noise, c.step, &mut c)?;
+        let sub = &chosen.batch;
+        let n = T::len(sub) as u64;
 
-        // Step: forward, backward, Adam, forced weight normalisation; then the EMA.
+        // Train: forward, backward, Adam; then the EMA.
         let t = Instant::now();
-        let position = c.step * batch;
-        let lr = cfg.train.lr.at(position as f64);
-        let losses = learner.step(sub, lr)?;
+        let lr = cfg.train.lr.at((c.step * batch) as f64);
+        let losses = task.step(sub, lr)?;
         let mean = losses.mean();
         if !mean.is_finite() {
             return Err(Error::NonFiniteLoss {
@@ -360,57 +253,55 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
             });
         }
         c.step += 1;
-        c.nimg += sub.len() as u64;
-        c.nimg_scored += if scored { batch } else { sub.len() as u64 };
-        learner.update_ema(c.step * batch, cfg.train.batch);
+        c.nimg += n;
+        c.nimg_scored += if chosen.scored { batch } else { n };
+        task.update_ema(c.step * batch, cfg.train.batch);
         c.add("train", t);
 
         // Noise schedule: observe the per-example x0-errors; adaptive schedules refresh π.
         let t = Instant::now();
-        noise.observe(&sub.sigma, &x0_errors(sub, &losses.x0_error));
+        noise.observe(T::sigma(sub), &T::x0_errors(sub, &losses));
         c.add("noise", t);
-        noise_events(&run, &mut noise, c.step, obs)?;
+        noise_events(run, &mut noise, c.step, obs)?;
 
         // Stats.
-        window.add(mean, &sub.sigma);
+        window.add(mean, T::sigma(sub));
         let position = c.step * batch;
         let done = position >= total || budget_done(&c);
         if crossed(position, batch, cfg.train.log_every_nimg) || done {
-            window.flush(&mut stats, &c, lr, choice.as_ref().map(|ch| ch.selecting))?;
+            window.flush(&mut stats, &c, lr, chosen.selecting)?;
+        }
+
+        // Evaluation at intervals (e.g. sample grids): booked to "eval", outside the
+        // training phases, counted in the total.
+        if task.eval_due(position, batch, done) {
+            let t = Instant::now();
+            task.eval(run, &c)?;
+            c.add("eval", t);
         }
 
         // Budget snapshots and checkpoint.
-        let extra = serde_json::json!({
-            "switch": selection.as_ref().map(|sel| &sel.switch),
-            "noise": noise.state(),
-        });
-        let trained_before = c.nimg - sub.len() as u64;
-        for label in snapshots_due(cfg, &run, trained_before, &c) {
+        let mut extra = task.state();
+        extra.insert("noise".into(), noise.state());
+        let extra = serde_json::Value::Object(extra);
+        for label in snapshots_due(cfg, run, c.nimg - n, &c) {
             let t = Instant::now();
-            save_to(&run.snapshots().join(label), &learner, &c, extra.clone(), 1)?;
+            save_to(&run.snapshots().join(label), task, &c, extra.clone(), 1)?;
             c.add("checkpoint", t);
         }
         if crossed(position, batch, cfg.train.checkpoint_every_nimg) || done {
             let t = Instant::now();
-            save(&run, cfg, &learner, &c, extra)?;
+            save_to(
+                &run.checkpoints(),
+                task,
+                &c,
+                extra,
+                cfg.train.keep_checkpoints,
+            )?;
             c.add("checkpoint", t);
             last_saved = c.step;
         }
         obs.progress(position.min(total), total, mean);
-    }
-
-    // Final scatter plot of EMA samples over the ground-truth density.
-    let plot = run.samples().join("final.png");
-    if !plot.exists() {
-        crate::fsutil::create_dir(&run.samples())?;
-        let samples = crate::eval::toy::sample_toy(
-            learner.ema_inference().as_ref(),
-            &mixture,
-            &cfg.sampler,
-            16_384,
-            FINAL_PLOT_SEED,
-        )?;
-        crate::plot::scatter::scatter_png(&mixture, &samples, &plot)?;
     }
     Ok(Outcome {
         counters: c,
@@ -419,67 +310,57 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     })
 }
 
-/// Refuses an image run where a toy run is needed.
-fn toy_only(dir: &Path, cfg: &RunConfig) -> Result<()> {
-    if cfg.data.is_images() {
-        return Err(Error::Config(format!(
-            "{} is an image run ({}); this command needs a toy run (for images use \
-             `curadiff sample` and `curadiff eval images --run`)",
-            dir.display(),
-            cfg.data.kind
-        )));
-    }
-    Ok(())
+/// Restores a task and the counters from the newest intact checkpoint of `run`, if any.
+fn resume<T: Task>(
+    run: &RunDir,
+    task: &mut T,
+    obs: &mut dyn Observer,
+) -> Result<Option<(Counters, serde_json::Value)>> {
+    let Some(ck) = checkpoint::resume_point(&run.checkpoints())? else {
+        return Ok(None);
+    };
+    ck.warnings.iter().for_each(|w| obs.note(w));
+    load_checkpoint(task, &ck).map(Some)
 }
 
-/// The learner of run `dir` at a budget snapshot (a folder under `RUN/snapshots`), with the
-/// counters at that point.
-pub fn load_snapshot(dir: &Path, label: &str) -> Result<(RunConfig, ToyLearner, Counters)> {
-    let run = RunDir::new(dir);
-    let cfg = run.read_config()?;
-    toy_only(dir, &cfg)?;
-    let mut learner = ToyLearner::new(&cfg, &crate::device::training());
-    let folder = run.snapshots().join(label);
-    let Some(ck) = checkpoint::latest(&folder)? else {
-        return Err(Error::Config(format!(
-            "no snapshot in {}",
-            folder.display()
-        )));
-    };
-    learner.load_groups(&ck.groups, ck.meta.step)?;
-    let c = Counters {
+/// Loads checkpoint `ck` into `task`: the counters and the checkpoint's `extra`.
+pub fn load_checkpoint<T: Task>(
+    task: &mut T,
+    ck: &checkpoint::Checkpoint,
+) -> Result<(Counters, serde_json::Value)> {
+    task.load_groups(&ck.groups, ck.meta.step)
+        .map_err(|e| Error::BadCheckpoint {
+            path: ck.path.clone(),
+            why: e.to_string(),
+            hint: "it does not fit this config's model".into(),
+        })?;
+    let counters = Counters {
         step: ck.meta.step,
         nimg: ck.meta.nimg,
         nimg_scored: ck.meta.nimg_scored,
-        seconds: ck.meta.seconds,
+        seconds: ck.meta.seconds.clone(),
     };
-    Ok((cfg, learner, c))
+    Ok((counters, ck.meta.extra.clone()))
 }
 
-/// The learner of run `dir` at its newest checkpoint, with the counters there.
-pub fn load_snapshot_latest(dir: &Path) -> Result<(RunConfig, ToyLearner, Counters)> {
-    let run = RunDir::new(dir);
-    if !run.config().exists() {
-        return Err(Error::Config(format!(
-            "{} is not a run directory (no config.toml); train one with `curadiff train --out {}`",
-            dir.display(),
-            dir.display()
-        )));
-    }
-    let cfg = run.read_config()?;
-    toy_only(dir, &cfg)?;
-    let mut learner = ToyLearner::new(&cfg, &crate::device::training());
-    let Some((c, _)) = resume(&run, &mut learner, &mut Quiet, checkpoint::latest)? else {
-        return Err(Error::Config(format!(
-            "{} has no checkpoint yet; run its training first",
-            dir.display()
-        )));
+/// Saves a checkpoint of `task` with counters `c` into `dir`, keeping the newest `keep`.
+pub fn save_to<T: Task>(
+    dir: &Path,
+    task: &T,
+    c: &Counters,
+    extra: serde_json::Value,
+    keep: usize,
+) -> Result<()> {
+    let meta = CheckpointMeta {
+        step: c.step,
+        nimg: c.nimg,
+        nimg_scored: c.nimg_scored,
+        seconds: c.seconds.clone(),
+        tensors: String::new(),
+        bytes: 0,
+        checksum: String::new(),
+        extra,
     };
-    Ok((cfg, learner, c))
-}
-
-/// The trained learner of a finished (or partly trained) run, from its newest checkpoint.
-pub fn load_learner(dir: &Path) -> Result<(RunConfig, ToyLearner, u64)> {
-    let (cfg, learner, c) = load_snapshot_latest(dir)?;
-    Ok((cfg, learner, c.step))
+    checkpoint::save(dir, meta, &task.groups()?, keep)?;
+    Ok(())
 }

@@ -156,7 +156,7 @@ impl OnlineSelection {
                     path = run_dir.join(dir);
                 }
                 let (_, learner, _) =
-                    super::run::load_learner(&path).map_err(|e| Error::InvalidValue {
+                    super::toy_task::load_learner(&path).map_err(|e| Error::InvalidValue {
                         field: "select.reference".into(),
                         why: format!("cannot load reference run {}: {e}", path.display()),
                     })?;

@@ -1,0 +1,101 @@
+//! The seam between the one training loop ([`super::run::run_task`]) and what it trains.
+//!
+//! A task owns a learner (toy MLP on either engine, or the image U-Net on either engine) and
+//! its data, and answers the loop's questions in the loop's order: the super-batch of a step,
+//! which of its rows to train on (the selection seam), one optimiser step on the chosen rows,
+//! the EMA, the per-example x0-errors the noise schedule observes, evaluation at intervals,
+//! and its parameters and state for checkpoints. Everything else (resume, budgets in images,
+//! seconds and snapshots, phases and their seconds, stats, checkpoints, the noise schedule and
+//! its state, the NaN guard) lives once in the loop.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::run::{Counters, RunDir};
+use crate::diffusion::loss::Losses;
+use crate::diffusion::noise::Schedule;
+use crate::error::Result;
+use crate::models::params::HostParam;
+
+/// Named parameter groups of a learner (network, EMA, Adam moments), as checkpoints store them.
+pub type Groups = BTreeMap<String, Vec<HostParam>>;
+
+/// What the selection seam decided for one step.
+pub struct Chosen<B> {
+    /// The rows to train on: the whole super-batch or a subset of it.
+    pub batch: B,
+    /// Whether a forward pass scored the whole super-batch (its images count as scored).
+    pub scored: bool,
+    /// Whether selection was on this step (`None`: the task has no selection).
+    pub selecting: Option<bool>,
+}
+
+/// A learner with its data, as the loop drives it.
+pub trait Task {
+    /// A training batch.
+    type Batch;
+
+    /// The super-batch of step `step`: a pure function of the run seed, the step and the noise
+    /// schedule's state, so that resume is bit-identical.
+    fn batch(&mut self, noise: &mut Schedule, step: u64) -> Result<Self::Batch>;
+
+    /// The selection seam: the rows of `b` to train on. Books its own phases to `c`. The
+    /// default trains on the whole super-batch.
+    fn choose(
+        &mut self,
+        b: Self::Batch,
+        _noise: &Schedule,
+        _step: u64,
+        _c: &mut Counters,
+    ) -> Result<Chosen<Self::Batch>> {
+        Ok(Chosen {
+            batch: b,
+            scored: false,
+            selecting: None,
+        })
+    }
+
+    /// Number of examples in `b`.
+    fn len(b: &Self::Batch) -> usize;
+
+    /// σ per example of `b`.
+    fn sigma(b: &Self::Batch) -> &[f64];
+
+    /// One optimiser step on the mean weighted loss of `b` at learning rate `lr`; the
+    /// per-example losses before the step.
+    fn step(&mut self, b: &Self::Batch, lr: f64) -> Result<Losses>;
+
+    /// The EMA update after a step that brought the schedule position to `position` images.
+    fn update_ema(&mut self, position: u64, batch: usize);
+
+    /// Per-example x0-errors ‖y − D‖² per dimension against the clean examples, which the
+    /// noise schedules estimate mmse(σ) from.
+    fn x0_errors(b: &Self::Batch, losses: &Losses) -> Vec<f64>;
+
+    /// Whether an evaluation is due after the step that reached `position` (`done`: the last
+    /// step of this call). The default never evaluates.
+    fn eval_due(&self, _position: u64, _batch: u64, _done: bool) -> bool {
+        false
+    }
+
+    /// Evaluates at an interval (booked to the `eval` phase).
+    fn eval(&mut self, _run: &RunDir, _c: &Counters) -> Result<()> {
+        Ok(())
+    }
+
+    /// The learner's parameters, EMA and optimiser state.
+    fn groups(&self) -> Result<Groups>;
+
+    /// Restores what [`Task::groups`] saved; `step` is the optimiser's step count.
+    fn load_groups(&mut self, g: &Groups, step: u64) -> Result<()>;
+
+    /// The task's own checkpoint state (beside the loop's `noise`), e.g. a selection switch.
+    fn state(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
+    /// Restores [`Task::state`] from a checkpoint's `extra` (found in `dir`).
+    fn restore_state(&mut self, _extra: &serde_json::Value, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+}
