@@ -59,6 +59,7 @@ struct HostLoss {
     target: Vec<f32>,
     weight: Vec<f32>,
     to_x0: Vec<f32>,
+    example_weight: Option<Vec<f32>>,
 }
 
 impl HostLoss {
@@ -74,6 +75,7 @@ impl HostLoss {
                 .map(|&s| (weighting.lambda(s, sd) * c_out2(s)) as f32)
                 .collect(),
             to_x0: batch.sigma.iter().map(|&s| c_out2(s) as f32).collect(),
+            example_weight: None,
         }
     }
 
@@ -82,6 +84,7 @@ impl HostLoss {
             target: &self.target,
             weight: &self.weight,
             to_x0: &self.to_x0,
+            example_weight: self.example_weight.as_deref(),
         }
     }
 }
@@ -207,11 +210,39 @@ impl ImageLearner {
     /// One Adam step on the mean weighted loss of `batch` at learning rate `lr`; returns the
     /// per-example losses before the step.
     pub fn step(&mut self, batch: &ImageBatch, lr: f64) -> Result<Losses> {
+        self.step_weighted(batch, None, lr)
+    }
+
+    /// [`Self::step`] on mean(wᵢ·lossᵢ) with per-example weights `weights` (the reweighting
+    /// seam; mean 1 over the batch, `None` for all 1); the returned losses are unweighted.
+    pub fn step_weighted(
+        &mut self,
+        batch: &ImageBatch,
+        weights: Option<&[f32]>,
+        lr: f64,
+    ) -> Result<Losses> {
+        if let Some(v) = weights {
+            if v.len() != batch.sigma.len() {
+                return Err(Error::Config(format!(
+                    "{} per-example weights for a batch of {}",
+                    v.len(),
+                    batch.sigma.len()
+                )));
+            }
+        }
         match &mut self.engine {
             Engine::Burn(s) => {
                 let device = s.den.net.out_gain.val().device();
                 let (w, x0) = Self::per_example(&s.den, batch, self.weighting, &device);
-                let grads = GradientsParams::from_grads(w.clone().mean().backward(), &s.den.net);
+                let objective = match weights {
+                    None => w.clone().mean(),
+                    Some(v) => {
+                        let t =
+                            Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
+                        (w.clone() * t).mean()
+                    }
+                };
+                let grads = GradientsParams::from_grads(objective.backward(), &s.den.net);
                 let net = s.den.net.clone();
                 s.den.net = s.adam.step(net, &grads, lr);
                 Ok(Losses {
@@ -221,7 +252,8 @@ impl ImageLearner {
             }
             Engine::Fused(f) => {
                 let hi = f.inputs(batch);
-                let hl = HostLoss::new(batch, self.weighting, f.template.sigma_data);
+                let mut hl = HostLoss::new(batch, self.weighting, f.template.sigma_data);
+                hl.example_weight = weights.map(<[f32]>::to_vec);
                 let w = f.net.prepare(&f.state.params);
                 let out =
                     f.net
@@ -698,6 +730,89 @@ mod tests {
                 let e = rel_err(&c.data, &a.data);
                 assert!(e < step_tol, "{k} {}: {e}", a.name);
             }
+        }
+    }
+
+    /// Rows `from..` of `b`.
+    fn rows_from(b: &ImageBatch, from: usize) -> ImageBatch {
+        let len = b.x.len() / b.sigma.len();
+        ImageBatch {
+            index: b.index[from..].to_vec(),
+            clean: b.clean[from * len..].to_vec(),
+            x: b.x[from * len..].to_vec(),
+            sigma: b.sigma[from..].to_vec(),
+            labels: b.labels[from..].to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_zero_example_weight_removes_the_example_from_the_gradient() {
+        // mean over 4 of w·loss with w = [0, 4/3, 4/3, 4/3] is the mean over the last 3:
+        // the fused gradient equals that of the 3-example batch (to f32 rounding), and weights
+        // of 1 give exactly the unweighted gradient.
+        let set = fixture(4);
+        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 4);
+        let sub = rows_from(&b, 1);
+        // Gains away from 0 so that every parameter has a gradient.
+        let gains = |l: &mut ImageLearner| {
+            let mut host = l.params().unwrap();
+            let mut rng = Rng::new(2, Stream::Eval, 0);
+            for p in host.iter_mut().filter(|p| p.name.ends_with("gain")) {
+                p.data[0] = 0.5 + rng.uniform() as f32;
+            }
+            l.set_params(&host).unwrap();
+        };
+        let dev = crate::device::training();
+        let mut l =
+            ImageLearner::new(&fused_cfg(), 5, 0.5, Weighting::Edm, adam(), 0.05, &dev).unwrap();
+        gains(&mut l);
+        let Engine::Fused(f) = &l.engine else {
+            panic!("the fused engine was asked for")
+        };
+        let w = f.net.prepare(&f.state.params);
+        let grads = |batch: &ImageBatch, ew: Option<Vec<f32>>| {
+            let hi = f.inputs(batch);
+            let mut hl = HostLoss::new(batch, Weighting::Edm, 0.5);
+            hl.example_weight = ew;
+            f.net
+                .loss_and_grads(&f.state.params, &w, &hi.as_inputs(), &hl.as_inputs())
+        };
+        let third = 4.0f32 / 3.0;
+        let weighted = grads(&b, Some(vec![0.0, third, third, third]));
+        let plain = grads(&sub, None);
+        for (k, (a, c)) in weighted.grads.iter().zip(&plain.grads).enumerate() {
+            let e = rel_err(a, c);
+            assert!(e < 1e-5, "parameter {k}: relative error {e}");
+        }
+        assert!(plain.grads.iter().all(|g| g.iter().any(|v| *v != 0.0)));
+        assert_eq!(grads(&b, Some(vec![1.0; 4])).grads, grads(&b, None).grads);
+        // The returned losses are the unweighted ones.
+        assert_eq!(weighted.weighted, grads(&b, None).weighted);
+
+        // Both engines: one Adam step with the zero weight lands where the 3-example step does.
+        for cfg in [
+            fused_cfg(),
+            UnetConfig {
+                engine: UnetEngine::Burn,
+                ..fused_cfg()
+            },
+        ] {
+            let mk = || {
+                let mut l =
+                    ImageLearner::new(&cfg, 5, 0.5, Weighting::Edm, adam(), 0.05, &dev).unwrap();
+                gains(&mut l);
+                l
+            };
+            let (mut a, mut c) = (mk(), mk());
+            a.step_weighted(&b, Some(&[0.0, third, third, third]), 0.01)
+                .unwrap();
+            c.step(&sub, 0.01).unwrap();
+            let (ga, gc) = (a.to_groups().unwrap(), c.to_groups().unwrap());
+            for (pa, pc) in ga["net"].iter().zip(&gc["net"]) {
+                let e = rel_err(&pa.data, &pc.data);
+                assert!(e < 1e-4, "{:?} {}: {e}", cfg.engine, pa.name);
+            }
+            assert!(a.step_weighted(&b, Some(&[1.0; 3]), 0.01).is_err());
         }
     }
 

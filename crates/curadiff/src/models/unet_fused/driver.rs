@@ -19,6 +19,10 @@ pub struct LossInputs<'a> {
     pub weight: &'a [f32],
     /// c_out(σ)² per example: x0-error = this × mean squared F-error.
     pub to_x0: &'a [f32],
+    /// Per-example loss weights (the reweighting seam, mean 1 over the batch): the gradient
+    /// is that of mean(w_i · loss_i); `None` weighs every example 1. The returned losses are
+    /// the unweighted per-example losses.
+    pub example_weight: Option<&'a [f32]>,
 }
 
 /// Per-example losses and the gradient of their mean.
@@ -168,6 +172,7 @@ pub fn loss_and_grads(
             let target = part(li.target, k, b, len, CHUNK);
             let weight = part(li.weight, k, b, 1, CHUNK);
             let to_x0 = part(li.to_x0, k, b, 1, CHUNK);
+            let example_weight = li.example_weight.map(|v| part(v, k, b, 1, CHUNK));
             let mut weighted = vec![0.0f32; n];
             let mut x0 = vec![0.0f32; n];
             let mut du = vec![0.0f32; n];
@@ -179,7 +184,11 @@ pub fn loss_and_grads(
                 x0[i] = e.x0_error;
                 du[i] = e.du / b as f32;
                 // d mean/d F = (2/len)·weight·e^{−u}·(F − target)/b.
-                let k = 2.0 / len as f32 * weight[i] * e.scale / b as f32;
+                let mut k = 2.0 / len as f32 * weight[i] * e.scale / b as f32;
+                if let Some(ew) = example_weight {
+                    du[i] *= ew[i];
+                    k *= ew[i];
+                }
                 for (a, t) in fi.iter_mut().zip(ti) {
                     *a = k * (*a - t);
                 }
