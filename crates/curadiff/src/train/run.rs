@@ -410,7 +410,12 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
             16_384,
             FINAL_PLOT_SEED,
         )?;
-        crate::plot::scatter::scatter_png(&mixture, &samples, &plot)?;
+        crate::plot::scatter::scatter_png(
+            &mixture,
+            &samples,
+            &format!("EMA samples after {} images (step {})", c.nimg, c.step),
+            &plot,
+        )?;
     }
     Ok(Outcome {
         counters: c,
