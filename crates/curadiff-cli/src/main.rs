@@ -360,7 +360,14 @@ fn execute(cli: Cli) -> Result<()> {
                 let s = curadiff::imagejob::sample(&req)?;
                 curadiff::imagejob::write(&out, &s)?;
                 if let Some(p) = plot {
-                    curadiff::plot::grid::sample_grid_png(&s.images, s.shape, &s.labels, 2, &p)?;
+                    curadiff::plot::grid::sample_grid_png(
+                        &s.images,
+                        s.shape,
+                        &s.labels,
+                        2,
+                        &format!("{n} samples"),
+                        &p,
+                    )?;
                 }
                 eprintln!("wrote {n} images to {}", out.display());
                 return Ok(());
@@ -376,7 +383,12 @@ fn execute(cli: Cli) -> Result<()> {
             let samples = models.sample(n, seed)?;
             toyjob::write_samples(&out, &samples)?;
             if let Some(p) = plot {
-                curadiff::plot::scatter::scatter_png(&models.mixture(), &samples, &p)?;
+                curadiff::plot::scatter::scatter_png(
+                    &models.mixture(),
+                    &samples,
+                    &format!("{n} samples"),
+                    &p,
+                )?;
             }
             eprintln!("wrote {n} samples to {}", out.display());
         }

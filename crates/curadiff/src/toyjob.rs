@@ -198,7 +198,7 @@ pub fn demo(cfg: &DemoConfig, obs: &mut dyn Observer) -> Result<Vec<Column>> {
         let samples = models.sample(cfg.n, cfg.sample_seed)?;
         let m = models.mixture();
         let plot = cfg.out.join(format!("{name}.png"));
-        crate::plot::scatter::scatter_png(&m, &samples, &plot)?;
+        crate::plot::scatter::scatter_png(&m, &samples, &format!("{name} samples"), &plot)?;
         write_samples(&cfg.out.join(format!("{name}.npy")), &samples)?;
         cols.push(Column {
             name: name.into(),

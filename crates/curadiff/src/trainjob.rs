@@ -35,7 +35,7 @@ pub fn final_picture(dir: &Path) -> Result<()> {
         let (cfg, l, _) = image_run::load(dir, None)?;
         return image_run::write_grid(&cfg, &l, &path);
     }
-    let (cfg, learner, _) = toy_task::load_learner(dir)?;
+    let (cfg, learner, c) = toy_task::load_snapshot_latest(dir)?;
     let mixture = crate::data::toy2d::Mixture::tree(cfg.data.classes);
     let samples = crate::eval::toy::sample_toy(
         learner.ema_inference().as_ref(),
@@ -44,5 +44,10 @@ pub fn final_picture(dir: &Path) -> Result<()> {
         FINAL_PLOT_N,
         FINAL_PLOT_SEED,
     )?;
-    crate::plot::scatter::scatter_png(&mixture, &samples, &path)
+    crate::plot::scatter::scatter_png(
+        &mixture,
+        &samples,
+        &format!("EMA samples after {} images (step {})", c.nimg, c.step),
+        &path,
+    )
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::grid::{PointResult, ResultLine, Targets};
 use crate::error::{Error, Result};
-use crate::plot::lines::{line_plot, Series, COLORS};
+use crate::plot::lines::{line_plot, LinePlot, Series, COLORS};
 use crate::toyjob::mean_std;
 
 /// A failed cell: arm, seed, error.
@@ -282,7 +282,8 @@ pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()
             for (mname, f) in plotted {
                 let series: Vec<Series> = arms
                     .iter()
-                    .map(|a| {
+                    .enumerate()
+                    .map(|(ai, a)| {
                         let mut by_point: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
                         for p in rows.iter().filter(|p| &p.arm == a) {
                             by_point
@@ -292,6 +293,7 @@ pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()
                         }
                         Series {
                             name: a.clone(),
+                            color: ai,
                             points: by_point
                                 .into_iter()
                                 .map(|(k, v)| {
@@ -307,9 +309,15 @@ pub fn write_report(out: &Path, arms: &[String], targets: &Targets) -> Result<()
                 let xl = if kind == "nimg" {
                     "images trained"
                 } else {
-                    "seconds"
+                    "training time (s)"
                 };
-                line_plot(&series, &format!("{mname} vs {xl}"), xl, mname, &stem)?;
+                let title = format!("{mname} vs {xl} (mean ± std over seeds)");
+                let spec = LinePlot {
+                    title: &title,
+                    xlabel: xl,
+                    ylabel: mname,
+                };
+                line_plot(&series, &spec, &stem)?;
                 let file = stem
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())

@@ -161,7 +161,19 @@ pub fn write_grid(cfg: &RunConfig, l: &ImageLearner, path: &Path) -> Result<()> 
         GRID_SEED,
         &crate::device::inference(),
     )?;
-    crate::plot::grid::image_grid_png(&x, den.shape, GRID_COLS, 2, path)
+    let title = path
+        .file_stem()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    crate::plot::grid::image_grid_png(
+        &x,
+        den.shape,
+        GRID_COLS,
+        2,
+        &format!("EMA samples, {title}"),
+        path,
+    )?;
+    Ok(())
 }
 
 /// `cfg` with the training set's fingerprint in `data.fingerprint`, refusing a run whose

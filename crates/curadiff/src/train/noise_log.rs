@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diffusion::infonoise::Refresh;
 use crate::error::{Error, Result};
-use crate::plot::lines::{line_plot, Series};
+use crate::plot::lines::{line_plot, LinePlot, Series};
 
 /// The schedule's folder in run directory `root`.
 pub fn dir(root: &Path) -> PathBuf {
@@ -72,8 +72,10 @@ fn plot(all: &[Refresh], folder: &Path) -> Result<()> {
     let curves = |f: &dyn Fn(&Refresh) -> &[f64]| -> Vec<Series> {
         shown(all)
             .into_iter()
-            .map(|r| Series {
+            .enumerate()
+            .map(|(i, r)| Series {
                 name: format!("step {}", r.step),
+                color: i,
                 points: r
                     .sigma
                     .iter()
@@ -85,18 +87,23 @@ fn plot(all: &[Refresh], folder: &Path) -> Result<()> {
     };
     line_plot(
         &curves(&|r| &r.rate),
-        "Entropy-rate profile (mass per log-σ bin, ∝ m̂(σ)/σ²)",
-        "log10 σ",
-        "share",
+        &LinePlot {
+            title: "Entropy-rate profile (mass per log-σ bin, ∝ m̂(σ)/σ²)",
+            xlabel: "log10 σ",
+            ylabel: "share of mass per bin",
+        },
         &folder.join("profile"),
     )?;
     line_plot(
         &curves(&|r| &r.pi),
-        "Training noise distribution π (mass per log-σ bin)",
-        "log10 σ",
-        "share",
+        &LinePlot {
+            title: "Training noise distribution π (mass per log-σ bin)",
+            xlabel: "log10 σ",
+            ylabel: "share of mass per bin",
+        },
         &folder.join("pi"),
-    )
+    )?;
+    Ok(())
 }
 
 /// Appends a warning line.
