@@ -421,7 +421,7 @@ mod tests {
         };
         assert_eq!(stats(&a), stats(&b));
         // The same samples from both.
-        let (pa, pb) = (a.join("grid-a.png"), b.join("grid-b.png"));
+        let (pa, pb) = (a.join("grid.png"), b.join("grid.png"));
         write_grid(&cfg, &la, &pa).unwrap();
         write_grid(&cfg, &lb, &pb).unwrap();
         assert_eq!(std::fs::read(pa).unwrap(), std::fs::read(pb).unwrap());
