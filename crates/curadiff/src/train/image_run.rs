@@ -301,14 +301,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
 /// `RUN/snapshots` when `label` is given), with its config and counters.
 pub fn load(dir: &Path, label: Option<&str>) -> Result<(RunConfig, ImageLearner, Counters)> {
     let run = RunDir::new(dir);
-    if !run.config().exists() {
-        return Err(Error::Config(format!(
-            "{} is not a run directory (no config.toml); train one with `curadiff train --out {}`",
-            dir.display(),
-            dir.display()
-        )));
-    }
-    let cfg = run.read_config()?;
+    let cfg = run.read_run_config()?;
     let folder = match label {
         Some(s) => run.snapshots().join(s),
         None => run.checkpoints(),
@@ -326,13 +319,7 @@ pub fn load(dir: &Path, label: Option<&str>) -> Result<(RunConfig, ImageLearner,
             why: e.to_string(),
             hint: "it does not fit this config's network".into(),
         })?;
-    let c = Counters {
-        step: ck.meta.step,
-        nimg: ck.meta.nimg,
-        nimg_scored: ck.meta.nimg_scored,
-        seconds: ck.meta.seconds,
-    };
-    Ok((cfg, l, c))
+    Ok((cfg, l, Counters::of(&ck.meta)))
 }
 
 /// The snapshot labels of a run (folder names under `RUN/snapshots`), sorted.

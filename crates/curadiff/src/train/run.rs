@@ -43,6 +43,16 @@ impl Counters {
         *self.seconds.entry(phase.to_string()).or_insert(0.0) += since.elapsed().as_secs_f64();
     }
 
+    /// The counters a checkpoint stored.
+    pub fn of(meta: &CheckpointMeta) -> Self {
+        Self {
+            step: meta.step,
+            nimg: meta.nimg,
+            nimg_scored: meta.nimg_scored,
+            seconds: meta.seconds.clone(),
+        }
+    }
+
     /// Seconds of all phases so far.
     pub fn total_seconds(&self) -> f64 {
         self.seconds.values().sum()
@@ -85,6 +95,19 @@ impl RunDir {
     /// Budget snapshots: one checkpoint folder per budget point, e.g. `nimg-000001024`.
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots")
+    }
+
+    /// The config of an existing run; an error naming the folder when it is not one.
+    pub fn read_run_config(&self) -> Result<RunConfig> {
+        if !self.config().exists() {
+            return Err(Error::Config(format!(
+                "{} is not a run directory (no config.toml); train one with `curadiff train \
+                 --out {}`",
+                self.root.display(),
+                self.root.display()
+            )));
+        }
+        self.read_config()
     }
 
     /// The config stored in the run directory.
@@ -334,13 +357,7 @@ pub fn load_checkpoint<T: Task>(
             why: e.to_string(),
             hint: "it does not fit this config's model".into(),
         })?;
-    let counters = Counters {
-        step: ck.meta.step,
-        nimg: ck.meta.nimg,
-        nimg_scored: ck.meta.nimg_scored,
-        seconds: ck.meta.seconds.clone(),
-    };
-    Ok((counters, ck.meta.extra.clone()))
+    Ok((Counters::of(&ck.meta), ck.meta.extra.clone()))
 }
 
 /// Saves a checkpoint of `task` with counters `c` into `dir`, keeping the newest `keep`.

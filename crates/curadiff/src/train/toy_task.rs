@@ -184,14 +184,7 @@ fn toy_only(dir: &Path, cfg: &RunConfig) -> Result<()> {
 /// The learner of toy run `dir` from the newest checkpoint in `folder`, with the counters.
 fn read(dir: &Path, folder: &Path, what: &str) -> Result<(RunConfig, ToyLearner, Counters)> {
     let run = RunDir::new(dir);
-    if !run.config().exists() {
-        return Err(Error::Config(format!(
-            "{} is not a run directory (no config.toml); train one with `curadiff train --out {}`",
-            dir.display(),
-            dir.display()
-        )));
-    }
-    let cfg = run.read_config()?;
+    let cfg = run.read_run_config()?;
     toy_only(dir, &cfg)?;
     let mut task = ToyTask::reader(&cfg);
     let Some(ck) = checkpoint::latest(folder)? else {
