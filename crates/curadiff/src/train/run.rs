@@ -303,13 +303,15 @@ pub fn run_task<T: Task>(
             c.add("eval", t);
         }
 
-        // Budget snapshots and checkpoint.
-        let mut extra = task.state();
-        extra.insert("noise".into(), noise.state());
-        let extra = serde_json::Value::Object(extra);
+        // Budget snapshots and checkpoint (their state is gathered only when one is due).
+        let extra = || {
+            let mut m = task.state();
+            m.insert("noise".into(), noise.state());
+            serde_json::Value::Object(m)
+        };
         for label in snapshots_due(cfg, run, c.nimg - n, &c) {
             let t = Instant::now();
-            save_to(&run.snapshots().join(label), task, &c, extra.clone(), 1)?;
+            save_to(&run.snapshots().join(label), task, &c, extra(), 1)?;
             c.add("checkpoint", t);
         }
         if crossed(position, batch, cfg.train.checkpoint_every_nimg) || done {
@@ -318,7 +320,7 @@ pub fn run_task<T: Task>(
                 &run.checkpoints(),
                 task,
                 &c,
-                extra,
+                extra(),
                 cfg.train.keep_checkpoints,
             )?;
             c.add("checkpoint", t);
