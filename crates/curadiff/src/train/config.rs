@@ -124,7 +124,7 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// Online batch selection (`method = "none"` trains on every example).
     #[serde(default)]
-    pub select: crate::train::select::SelectConfig,
+    pub select: crate::curation::select_config::SelectConfig,
     pub sampler: SamplerConfig,
 }
 
@@ -180,7 +180,7 @@ impl RunConfig {
                     "image data has no exact target; use train.target=dsm",
                 ));
             }
-            if self.select.method != crate::train::select::Method::None {
+            if self.select.method != crate::curation::select_config::Method::None {
                 return Err(invalid(
                     "select.method",
                     "online selection is built for the toy only so far; use select.method=none",
