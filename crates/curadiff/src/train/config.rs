@@ -100,6 +100,9 @@ pub struct TrainConfig {
     /// Keep a snapshot when the training seconds first reach each of these.
     #[serde(default)]
     pub snapshot_seconds: Vec<f64>,
+    /// Images: a fixed loss weight per class (empty: all 1), scaled to mean 1 over each batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_weights: Vec<f64>,
     /// Images: write a grid of class-conditional EMA samples every this many images (and at
     /// the end); 0: only at the end.
     #[serde(default)]
@@ -164,6 +167,13 @@ impl RunConfig {
                     "unknown data source '{}'; valid: toy, fmnist, npy, folder",
                     self.data.kind
                 ),
+            ));
+        }
+        if !self.data.is_images() && !self.train.class_weights.is_empty() {
+            return Err(invalid(
+                "train.class_weights",
+                "per-class loss weights are for image data; the toy trains on fresh exact \
+                 samples: remove the key",
             ));
         }
         if self.data.is_images() {
@@ -403,5 +413,29 @@ fn parse_like(like: &toml::Value, raw: &str) -> std::result::Result<toml::Value,
                 .ok_or_else(|| format!("expected a list, got '{raw}'"))
         }
         _ => Ok(V::String(raw.trim_matches('"').to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::train::presets::preset;
+
+    #[test]
+    fn class_weights_on_the_toy_are_refused_with_the_key() {
+        let mut c = preset("toy").expect("the toy preset");
+        assert!(c.validate().is_ok());
+        c.train.class_weights = vec![1.0, 2.0];
+        let e = c
+            .validate()
+            .expect_err("toy has no class weights")
+            .to_string();
+        assert!(e.contains("train.class_weights"), "{e}");
+    }
+
+    #[test]
+    fn empty_class_weights_leave_the_stored_config_unchanged() {
+        // Runs written before the key existed keep matching their config.toml.
+        let c = preset("fmnist").expect("the fmnist preset");
+        assert!(!c.to_toml().expect("toml").contains("class_weights"));
     }
 }

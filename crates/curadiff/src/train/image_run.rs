@@ -11,6 +11,7 @@ use super::image::{image_batch, sample_images, Guide, ImageBatch, ImageLearner, 
 use super::optim::Adam;
 use super::run::{claim, crossed, run_task, Counters, Observer, Outcome, RunDir};
 use super::task::{Groups, Task};
+use crate::curation::reweighter::{ClassWeights, Examples, Reweighter};
 use crate::data::images::{self, ImageSet, Split};
 use crate::diffusion::loss::Losses;
 use crate::diffusion::noise::Schedule;
@@ -209,16 +210,33 @@ pub struct ImageTask<'a> {
     pub learner: ImageLearner,
     cfg: &'a RunConfig,
     set: ImageSet,
+    reweighter: Option<Box<dyn Reweighter>>,
 }
 
 impl<'a> ImageTask<'a> {
     /// The task of `cfg` on `set` (checked to fit the network).
     pub fn new(cfg: &'a RunConfig, set: ImageSet) -> Result<Self> {
+        let reweighter: Option<Box<dyn Reweighter>> = if cfg.train.class_weights.is_empty() {
+            None
+        } else {
+            Some(Box::new(ClassWeights::new(
+                &cfg.train.class_weights,
+                set.num_classes,
+            )?))
+        };
         Ok(Self {
             learner: learner(cfg)?,
             cfg,
             set,
+            reweighter,
         })
+    }
+
+    /// What a reweighter sees of `b`: ids, true labels and σ of its rows.
+    fn examples(&self, b: &ImageBatch) -> (Vec<u64>, Vec<u32>) {
+        let ids = b.index.iter().map(|&i| self.set.ids[i]).collect();
+        let labels = b.index.iter().map(|&i| self.set.labels[i]).collect();
+        (ids, labels)
     }
 }
 
@@ -245,8 +263,36 @@ impl Task for ImageTask<'_> {
         &b.sigma
     }
 
-    fn step(&mut self, b: &ImageBatch, lr: f64) -> Result<Losses> {
-        self.learner.step(b, lr)
+    fn weights(&mut self, b: &ImageBatch) -> Result<Option<Vec<f32>>> {
+        if self.reweighter.is_none() {
+            return Ok(None);
+        }
+        let (ids, labels) = self.examples(b);
+        let view = Examples {
+            ids: &ids,
+            labels: &labels,
+            sigma: &b.sigma,
+        };
+        Ok(self.reweighter.as_mut().map(|r| r.weights(&view)))
+    }
+
+    fn observe_losses(&mut self, b: &ImageBatch, losses: &Losses) {
+        if self.reweighter.is_none() {
+            return;
+        }
+        let (ids, labels) = self.examples(b);
+        let view = Examples {
+            ids: &ids,
+            labels: &labels,
+            sigma: &b.sigma,
+        };
+        if let Some(r) = self.reweighter.as_mut() {
+            r.observe(&view, &losses.weighted);
+        }
+    }
+
+    fn step(&mut self, b: &ImageBatch, weights: Option<&[f32]>, lr: f64) -> Result<Losses> {
+        self.learner.step_weighted(b, weights, lr)
     }
 
     fn update_ema(&mut self, position: u64, batch: usize) {
@@ -273,6 +319,25 @@ impl Task for ImageTask<'_> {
 
     fn groups(&self) -> Result<Groups> {
         self.learner.to_groups()
+    }
+
+    fn state(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if let Some(r) = &self.reweighter {
+            m.insert("reweighter".into(), r.state());
+        }
+        m
+    }
+
+    fn restore_state(&mut self, extra: &serde_json::Value, dir: &Path) -> Result<()> {
+        if let (Some(r), Some(state)) = (self.reweighter.as_mut(), extra.get("reweighter")) {
+            r.restore(state).map_err(|e| Error::BadCheckpoint {
+                path: dir.to_path_buf(),
+                why: format!("malformed reweighter state: {e}"),
+                hint: "it does not fit this config's reweighting".into(),
+            })?;
+        }
+        Ok(())
     }
 
     fn load_groups(&mut self, g: &Groups, step: u64) -> Result<()> {
@@ -415,6 +480,46 @@ mod tests {
         for d in [a, b] {
             std::fs::remove_dir_all(d).ok();
         }
+    }
+
+    #[test]
+    fn class_weights_act_on_the_training_step_through_the_loop() {
+        // Equal class weights are scaled to mean 1, i.e. all 1: bit-identical to no weights.
+        // Up-weighting one class changes what is learned, and the time is booked to
+        // `reweight`.
+        let plain = tiny_cfg();
+        let mut equal = plain.clone();
+        equal.train.class_weights = vec![2.0; 10];
+        let mut skewed = plain.clone();
+        skewed.train.class_weights = vec![1.0; 10];
+        skewed.train.class_weights[9] = 10.0;
+        let mut runs = Vec::new();
+        for (name, cfg) in [
+            ("w-plain", &plain),
+            ("w-equal", &equal),
+            ("w-skewed", &skewed),
+        ] {
+            let d = tmp(name);
+            let o = train(&d, cfg, &mut Quiet).unwrap();
+            let (_, l, _) = load(&d, None).unwrap();
+            runs.push((o.counters, l.to_groups().unwrap()));
+            std::fs::remove_dir_all(d).ok();
+        }
+        assert_eq!(
+            runs[0].1, runs[1].1,
+            "equal weights must not change training"
+        );
+        assert_ne!(runs[0].1, runs[2].1, "skewed weights must change training");
+        assert!(!runs[0].0.seconds.contains_key("reweight"));
+        assert!(runs[2].0.seconds.contains_key("reweight"));
+        // One weight per class, or a named error.
+        let mut wrong = plain.clone();
+        wrong.train.class_weights = vec![1.0; 3];
+        let e = train(&tmp("w-wrong"), &wrong, &mut Quiet)
+            .expect_err("3 weights for 10 classes")
+            .to_string();
+        assert!(e.contains("train.class_weights"), "{e}");
+        std::fs::remove_dir_all(tmp("w-wrong")).ok();
     }
 
     /// Records the notes a run gives.

@@ -142,6 +142,7 @@ fn toy() -> RunConfig {
             budget_seconds: 0.0,
             snapshot_nimg: Vec::new(),
             snapshot_seconds: Vec::new(),
+            class_weights: Vec::new(),
             sample_every_nimg: 0,
         },
         select: Default::default(),
@@ -230,6 +231,7 @@ fn fmnist() -> RunConfig {
         budget_seconds: 0.0,
         snapshot_nimg: Vec::new(),
         snapshot_seconds: Vec::new(),
+        class_weights: Vec::new(),
         sample_every_nimg: 400 * b,
     };
     c.sampler = SamplerConfig {

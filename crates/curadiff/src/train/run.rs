@@ -13,6 +13,7 @@ use super::checkpoint::{self, CheckpointMeta};
 use super::config::RunConfig;
 use super::stats::{StatsWindow, StatsWriter};
 use super::task::Task;
+use crate::curation::reweighter::mean_one;
 use crate::diffusion::infonoise::Event;
 use crate::diffusion::noise::{NoiseSampler, Schedule};
 use crate::error::{Error, Result};
@@ -207,7 +208,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     }
 }
 
-/// The one training loop: resume or start, then per step the phases data → select → train
+/// The one training loop: resume or start, then per step the phases data → select → reweight → train
 /// (step and EMA) → noise → stats → eval → snapshots and checkpoint, until the image budget
 /// (`train.duration_nimg`, or `budget_nimg` / `budget_seconds`) is spent. `run` must be
 /// claimed for `cfg` and `curate_seconds` are the offline curation seconds booked to a
@@ -262,10 +263,21 @@ pub fn run_task<T: Task>(
         let sub = &chosen.batch;
         let n = T::len(sub) as u64;
 
+        // Reweight: per-example loss weights, scaled to mean 1 over the batch.
+        let t = Instant::now();
+        let weights = match task.weights(sub)? {
+            Some(mut w) => {
+                mean_one(&mut w)?;
+                c.add("reweight", t);
+                Some(w)
+            }
+            None => None,
+        };
+
         // Train: forward, backward, Adam; then the EMA.
         let t = Instant::now();
         let lr = cfg.train.lr.at((c.step * batch) as f64);
-        let losses = task.step(sub, lr)?;
+        let losses = task.step(sub, weights.as_deref(), lr)?;
         let mean = losses.mean();
         if !mean.is_finite() {
             return Err(Error::NonFiniteLoss {
@@ -280,6 +292,11 @@ pub fn run_task<T: Task>(
         c.nimg_scored += if chosen.scored { batch } else { n };
         task.update_ema(c.step * batch, cfg.train.batch);
         c.add("train", t);
+        if weights.is_some() {
+            let t = Instant::now();
+            task.observe_losses(sub, &losses);
+            c.add("reweight", t);
+        }
 
         // Noise schedule: observe the per-example x0-errors; adaptive schedules refresh π.
         let t = Instant::now();

@@ -2,7 +2,8 @@
 //!
 //! A task owns a learner (toy MLP on either engine, or the image U-Net on either engine) and
 //! its data, and answers the loop's questions in the loop's order: the super-batch of a step,
-//! which of its rows to train on (the selection seam), one optimiser step on the chosen rows,
+//! which of its rows to train on (the selection seam), with which loss weights (the
+//! reweighting seam, [`crate::curation::reweighter`]), one optimiser step on the chosen rows,
 //! the EMA, the per-example x0-errors the noise schedule observes, evaluation at intervals,
 //! and its parameters and state for checkpoints. Everything else (resume, budgets in images,
 //! seconds and snapshots, phases and their seconds, stats, checkpoints, the noise schedule and
@@ -61,9 +62,18 @@ pub trait Task {
     /// σ per example of `b`.
     fn sigma(b: &Self::Batch) -> &[f64];
 
-    /// One optimiser step on the mean weighted loss of `b` at learning rate `lr`; the
-    /// per-example losses before the step.
-    fn step(&mut self, b: &Self::Batch, lr: f64) -> Result<Losses>;
+    /// The reweighting seam: per-example loss weights for the rows of `b` (any scale ≥ 0;
+    /// the loop scales them to mean 1). The default, `None`, weighs every example 1.
+    fn weights(&mut self, _b: &Self::Batch) -> Result<Option<Vec<f32>>> {
+        Ok(None)
+    }
+
+    /// The per-example losses the step measured on `b`, for the reweighter.
+    fn observe_losses(&mut self, _b: &Self::Batch, _losses: &Losses) {}
+
+    /// One optimiser step on the mean of `weights`ᵢ·lossᵢ over `b` (`None`: all 1) at
+    /// learning rate `lr`; the unweighted per-example losses before the step.
+    fn step(&mut self, b: &Self::Batch, weights: Option<&[f32]>, lr: f64) -> Result<Losses>;
 
     /// The EMA update after a step that brought the schedule position to `position` images.
     fn update_ema(&mut self, position: u64, batch: usize);

@@ -103,7 +103,14 @@ impl Task for ToyTask {
         &b.sigma
     }
 
-    fn step(&mut self, b: &Batch, lr: f64) -> Result<Losses> {
+    fn step(&mut self, b: &Batch, weights: Option<&[f32]>, lr: f64) -> Result<Losses> {
+        if weights.is_some() {
+            return Err(Error::Config(
+                "the toy learner trains on unweighted losses (per-example weights are for \
+                 image data)"
+                    .into(),
+            ));
+        }
         self.learner.step(b, lr)
     }
 
