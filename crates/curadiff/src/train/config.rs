@@ -307,6 +307,12 @@ impl RunConfig {
     pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
         let mut value = toml::Value::try_from(self)
             .map_err(|e| Error::Config(format!("cannot represent config: {e}")))?;
+        // Keys left out of config.toml while empty (so older runs keep matching) can be set.
+        if let Some(train) = value.get_mut("train").and_then(toml::Value::as_table_mut) {
+            train
+                .entry("class_weights")
+                .or_insert_with(|| toml::Value::Array(Vec::new()));
+        }
         let keys = leaf_keys(&value, "");
         for set in sets {
             let (key, raw) = set.split_once('=').ok_or_else(|| {
@@ -338,7 +344,13 @@ impl RunConfig {
             return vec!["<unrepresentable>".into()];
         };
         let mut out = Vec::new();
-        for k in leaf_keys(&a, "") {
+        // The union of both key sets: a key one side leaves out (empty) is a difference when
+        // the other side sets it.
+        let mut keys = leaf_keys(&a, "");
+        keys.extend(leaf_keys(&b, ""));
+        keys.sort();
+        keys.dedup();
+        for k in keys {
             let va = lookup(&a, &k);
             let vb = lookup(&b, &k);
             if va != vb {
@@ -430,6 +442,20 @@ mod tests {
             .expect_err("toy has no class weights")
             .to_string();
         assert!(e.contains("train.class_weights"), "{e}");
+    }
+
+    #[test]
+    fn class_weights_can_be_set_and_a_change_is_a_config_difference() {
+        let c = preset("fmnist").expect("the fmnist preset");
+        let w = c
+            .with_overrides(&["train.class_weights=[1, 2.5, 1, 1, 1, 1, 1, 1, 1, 1]".into()])
+            .expect("a list of weights");
+        assert_eq!(w.train.class_weights[1], 2.5);
+        assert_eq!(w.train.class_weights[0], 1.0);
+        let d = c.diff(&w);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("train.class_weights"), "{d:?}");
+        assert_eq!(w.diff(&c).len(), 1);
     }
 
     #[test]
