@@ -5,14 +5,15 @@
 //! counting allocator records the largest single allocation of each test thread).
 //!
 //! Cases per property (`ProptestConfig::cases`): `.npy` 128 each (5 properties), IDX 128
-//! each (4 properties, plain and gzip), 1,152 cases in all.
+//! each (4 properties, plain and gzip), subset files 128 each (2 properties); 1,408 cases in
+//! all.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use curadiff::data::{idx, images, npy};
+use curadiff::data::{idx, images, npy, subset};
 use proptest::prelude::*;
 
 /// The system allocator, recording the largest single request made on each thread.
@@ -395,5 +396,98 @@ proptest! {
         let need: u64 = dims.iter().map(|&d| d as u64).product();
         prop_assume!(need != body.len() as u64);
         idx_all_refuse(&idx_bytes(dims.len() as u8, &dims, &body), gz)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subset files (`.npy` ids or mask with a JSON sidecar)
+
+/// A 1×2×2 image set of `n` examples with ids 10, 13, 16, …
+fn image_set(n: usize) -> images::ImageSet {
+    images::ImageSet {
+        channels: 1,
+        height: 2,
+        width: 2,
+        pixels: (0..n * 4).map(|i| (i % 7) as f32 / 7.0).collect(),
+        labels: (0..n).map(|i| (i % 2) as u32).collect(),
+        num_classes: 2,
+        class_names: vec!["a".into(), "b".into()],
+        ids: (0..n as u64).map(|i| 10 + 3 * i).collect(),
+        source: vec![images::Source::Real; n],
+    }
+}
+
+/// A set of 1..=12 examples and a nonempty choice of distinct positions in it.
+fn set_and_choice() -> impl Strategy<Value = (usize, Vec<usize>)> {
+    (1usize..=12).prop_flat_map(|n| {
+        (
+            Just(n),
+            prop::collection::btree_set(0..n, 1..=n).prop_map(|s| s.into_iter().collect()),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A written subset applies and keeps exactly the named examples, in the set's order.
+    #[test]
+    fn subset_valid_files_apply((n, keep) in set_and_choice()) {
+        let set = image_set(n);
+        let ids: Vec<u64> = keep.iter().rev().map(|&i| set.ids[i]).collect();
+        let p = scratch("ok-subset.npy");
+        subset::write(&p, &set, &ids, 1.5).unwrap();
+        let s = subset::apply(&set, &p).unwrap();
+        let want: Vec<u64> = keep.iter().map(|&i| set.ids[i]).collect();
+        prop_assert_eq!(s.set.ids, want);
+        std::fs::remove_file(subset::sidecar(&p)).unwrap();
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    /// The ids file cut anywhere, a flipped magic byte, a changed or huge length in its
+    /// header, an unknown or repeated id, or a cut sidecar: refused, naming the file.
+    #[test]
+    fn subset_broken_files_are_refused(
+        (n, keep) in set_and_choice(),
+        how in 0u8..6,
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+        huge in huge_dim(),
+    ) {
+        let set = image_set(n);
+        let ids: Vec<u64> = keep.iter().map(|&i| set.ids[i]).collect();
+        let p = scratch("subset.npy");
+        subset::write(&p, &set, &ids, 0.0).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let body: Vec<u8> = ids.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect();
+        let (broken, named) = match how {
+            0 => (bytes[..at.index(bytes.len())].to_vec(), p.clone()),
+            1 => {
+                let mut b = bytes.clone();
+                b[at.index(6)] ^= xor;
+                (b, p.clone())
+            }
+            2 => (npy_bytes("<i8", &format!("({huge},)"), &body), p.clone()),
+            3 => (npy_bytes("<i8", &format!("({},)", ids.len() + 1), &body), p.clone()),
+            4 => {
+                // An id the set does not have (ids are 10 + 3i), or one named twice.
+                let mut bad = ids.clone();
+                bad.push(if at.index(2) == 0 { 11 } else { ids[0] });
+                let b: Vec<u8> = bad.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect();
+                (npy_bytes("<i8", &format!("({},)", bad.len()), &b), p.clone())
+            }
+            _ => {
+                let side = subset::sidecar(&p);
+                let text = std::fs::read(&side).unwrap();
+                std::fs::write(&side, &text[..at.index(text.len())]).unwrap();
+                (bytes.clone(), side)
+            }
+        };
+        std::fs::write(&p, &broken).unwrap();
+        let (r, largest) = largest_alloc(|| subset::apply(&set, &p));
+        prop_assert!(largest <= bound(broken.len() + 4096), "{} bytes allocated", largest);
+        named_err(r.map(|s| s.set.ids), &named);
+        std::fs::remove_file(subset::sidecar(&p)).unwrap();
+        std::fs::remove_file(&p).unwrap();
     }
 }
