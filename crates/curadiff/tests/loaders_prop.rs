@@ -5,8 +5,8 @@
 //! counting allocator records the largest single allocation of each test thread).
 //!
 //! Cases per property (`ProptestConfig::cases`): `.npy` 128 each (5 properties), IDX 128
-//! each (4 properties, plain and gzip), subset files 128 each (2 properties); 1,408 cases in
-//! all.
+//! each (4 properties, plain and gzip), subset files 128 each (2 properties), run configs
+//! (TOML) 128 each (4 properties); 1,920 cases in all.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use curadiff::data::{idx, images, npy, subset};
+use curadiff::train::config::RunConfig;
+use curadiff::train::presets;
 use proptest::prelude::*;
 
 /// The system allocator, recording the largest single request made on each thread.
@@ -489,5 +491,97 @@ proptest! {
         named_err(r.map(|s| s.set.ids), &named);
         std::fs::remove_file(subset::sidecar(&p)).unwrap();
         std::fs::remove_file(&p).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run configs (TOML)
+
+/// The text of a preset's config.
+fn preset_toml() -> impl Strategy<Value = String> {
+    prop::sample::select(presets::PRESETS.iter().map(|p| p.name).collect::<Vec<_>>())
+        .prop_map(|name| presets::preset(name).unwrap().to_toml().unwrap())
+}
+
+/// The dotted paths of every float leaf of a TOML table.
+fn float_leaves(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(t) = v {
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Float(_) => out.push(path),
+                toml::Value::Table(_) => float_leaves(v, &path, out),
+                _ => {}
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A preset's TOML reads back to the same config, and passes validation.
+    #[test]
+    fn config_round_trips(text in preset_toml()) {
+        let cfg = RunConfig::from_toml(&text).unwrap();
+        cfg.validate().unwrap();
+        prop_assert_eq!(cfg.to_toml().unwrap(), text);
+    }
+
+    /// Cut anywhere, the text never makes the parser or the validator panic.
+    #[test]
+    fn config_truncated_never_panics(text in preset_toml(), cut in any::<prop::sample::Index>()) {
+        let mut end = cut.index(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let Ok(cfg) = RunConfig::from_toml(&text[..end]) {
+            let _ = cfg.validate();
+        }
+    }
+
+    /// An unknown key in any section is refused, naming the key.
+    #[test]
+    fn config_unknown_key_is_refused(text in preset_toml(), at in any::<prop::sample::Index>()) {
+        let lines: Vec<&str> = text.lines().collect();
+        let i = at.index(lines.len() + 1);
+        let mut out: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        // Inserted before a section header or after a key, the key lands in some table.
+        out.insert(i.min(out.len()), "no_such_key = 1".to_string());
+        let e = RunConfig::from_toml(&out.join("\n")).unwrap_err().to_string();
+        prop_assert!(e.contains("no_such_key"), "{}", e);
+    }
+
+    /// NaN or infinity in any float field is refused by validation, naming the field.
+    #[test]
+    fn config_non_finite_floats_are_refused(
+        text in preset_toml(),
+        at in any::<prop::sample::Index>(),
+        bad in prop::sample::select(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY]),
+    ) {
+        let mut v: toml::Value = toml::from_str(&text).unwrap();
+        let mut leaves = Vec::new();
+        float_leaves(&v, "", &mut leaves);
+        prop_assume!(!leaves.is_empty());
+        let field = &leaves[at.index(leaves.len())];
+        let mut slot = &mut v;
+        for k in field.split('.') {
+            slot = slot.get_mut(k).unwrap();
+        }
+        *slot = toml::Value::Float(bad);
+        let text = toml::to_string(&v).unwrap();
+        let verdict = RunConfig::from_toml(&text).and_then(|c| c.validate());
+        let last = field.rsplit('.').next().unwrap();
+        match verdict {
+            Ok(()) => prop_assert!(false, "{} = {} was accepted", field, bad),
+            Err(e) => {
+                let msg = e.to_string();
+                prop_assert!(msg.contains(last), "{} = {}: {}", field, bad, msg);
+            }
+        }
     }
 }
