@@ -98,27 +98,9 @@ fn read_as<T, const W: usize>(
             format!("dtype '{descr}', expected one of {want:?} (little-endian)"),
         ));
     }
-    let count: usize = shape.iter().product();
-    let body = &bytes[off..];
-    if body.len() != count * W {
-        return Err(bad(
-            path,
-            format!(
-                "holds {} bytes of data, shape {shape:?} needs {} (truncated or corrupt)",
-                body.len(),
-                count * W
-            ),
-        ));
-    }
-    let data = body
-        .chunks_exact(W)
-        .map(|c| {
-            let mut a = [0u8; W];
-            a.copy_from_slice(c);
-            conv(a)
-        })
-        .collect();
-    Ok(Array { shape, data })
+    // The shared decoder checks the claimed shape against the real data length with checked
+    // arithmetic, so a huge or overflowing shape is an error, never a wrapped size.
+    decode(path, shape, &bytes[off..], conv)
 }
 
 /// Reads a float64 array.

@@ -215,6 +215,8 @@ impl RunConfig {
                  subsets are for image data",
             ));
         }
+        // Checked for every data kind: the toy ignores it, but NaN or infinity is a typo.
+        finite("data.imbalance_ratio", self.data.imbalance_ratio)?;
         if self.model.width == 0 {
             return Err(invalid("model.width", "must be at least 1"));
         }
