@@ -1,8 +1,11 @@
 //! Online batch selection and its config: given per-example losses of a super-batch, choose the mini-batch to
 //! train on (uniform, RHO-loss, JEST joint sampling) and when to select at all (schedules);
-//! and the reweighting seam (per-example loss weights).
+//! the reweighting seam (per-example loss weights), the target seam (per-example training
+//! pairs) and the methods that plug into them.
+pub mod ambient;
 pub mod jest;
 pub mod reweighter;
 pub mod schedule;
 pub mod select_config;
 pub mod selector;
+pub mod targets;

@@ -8,3 +8,4 @@ pub mod mt19937;
 pub mod npy;
 pub mod subset;
 pub mod toy2d;
+pub mod windows;

@@ -119,6 +119,12 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     write_raw(path, "<f4", shape, data.len(), &bytes)
 }
 
+/// Writes a float64 array atomically.
+pub fn write_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_raw(path, "<f8", shape, data.len(), &bytes)
+}
+
 /// Writes an int64 array atomically (e.g. class labels).
 pub fn write_i64(path: &Path, shape: &[usize], data: &[i64]) -> Result<()> {
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();

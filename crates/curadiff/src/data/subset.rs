@@ -64,36 +64,47 @@ pub fn write(path: &Path, set: &ImageSet, ids: &[u64], seconds: f64) -> Result<(
     crate::fsutil::write_atomic(&sidecar(path), json.as_bytes())
 }
 
-/// Keeps the examples of `set` that the subset file at `path` names.
-pub fn apply(set: &ImageSet, path: &Path) -> Result<Subset> {
+/// The sidecar of the curation file at `path` (a subset or a windows file): read, parsed and
+/// its seconds checked. `writer` names what writes such files, for the hint.
+pub(crate) fn read_meta(path: &Path, writer: &str) -> Result<SubsetMeta> {
     let side = sidecar(path);
     let text = std::fs::read_to_string(&side).map_err(|e| {
         bad(
             &side,
             format!(
-                "cannot read the subset's sidecar ({e}); a subset file needs {} with the \
-                 fingerprint of the data it was made for (write subsets with the library's \
-                 data::subset::write or `curadiff prune select`)",
+                "cannot read the sidecar of {} ({e}); such a file needs {} with the \
+                 fingerprint of the data it was made for (write them with {writer})",
+                path.display(),
                 side.display()
             ),
         )
     })?;
     let meta: SubsetMeta =
         serde_json::from_str(&text).map_err(|e| bad(&side, format!("malformed sidecar: {e}")))?;
-    let have = fingerprint(set);
-    if meta.fingerprint != have {
-        return Err(bad(
-            path,
-            format!(
-                "was made for other data (fingerprint {} in its sidecar, this training set \
-                 has {have}); re-create the subset for this data, or point data.* at the data \
-                 it was made for",
-                meta.fingerprint
-            ),
-        ));
-    }
     if !(meta.seconds.is_finite() && meta.seconds >= 0.0) {
         return Err(bad(&side, format!("seconds = {} is not ≥ 0", meta.seconds)));
+    }
+    Ok(meta)
+}
+
+/// The error for a curation file made for other data.
+pub(crate) fn other_data(path: &Path, made_for: &str, have: &str, what: &str) -> Error {
+    bad(
+        path,
+        format!(
+            "was made for other data (fingerprint {made_for} in its sidecar, this training \
+             set has {have}); re-create the {what} for this data, or point data.* at the data \
+             it was made for"
+        ),
+    )
+}
+
+/// Keeps the examples of `set` that the subset file at `path` names.
+pub fn apply(set: &ImageSet, path: &Path) -> Result<Subset> {
+    let meta = read_meta(path, "the library's data::subset::write")?;
+    let have = fingerprint(set);
+    if meta.fingerprint != have {
+        return Err(other_data(path, &meta.fingerprint, &have, "subset"));
     }
     let keep: Vec<usize> = match npy::read_any(path)? {
         AnyArray::U8(a) => {

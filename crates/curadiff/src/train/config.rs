@@ -40,11 +40,49 @@ pub struct DataConfig {
     /// [`crate::data::subset`]); empty trains on the whole set.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub subset: String,
+    /// Images: per-example noise windows, a `.npy` of rows (id, σ_min, σ_max) with a
+    /// `FILE.json` sidecar like a subset's ([`crate::data::windows`]): an example is trained
+    /// only at σ > σ_min·`window_buffer` or σ < σ_max. Empty: every example at every σ.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub windows: String,
+    /// The buffer b ≥ 1 of the windows' floors. Reference values (Ambient-Omni §C.3): 1 (its
+    /// latent EDM2 code) and √(4/3) ≈ 1.155 (its pixel code, s_max = 4, which caps the
+    /// ambient factor at 16).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub window_buffer: f64,
+    /// The target of an example trained above its floor: "ambient" (the noisy-target loss,
+    /// reference §C.3, canonical) or "clean" (the plain x0 loss against the stored example,
+    /// which the reference's pixel code ends up using).
+    #[serde(default, skip_serializing_if = "WindowTarget::is_ambient")]
+    pub window_target: WindowTarget,
     /// Images: the content fingerprint of the training set (after the long-tail cut and the
     /// subset), recorded in the run's config.toml at its start and checked on resume. Leave
     /// empty: it is filled in.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
+}
+
+/// The target of an example trained above its noise floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowTarget {
+    #[default]
+    Ambient,
+    Clean,
+}
+
+impl WindowTarget {
+    fn is_ambient(&self) -> bool {
+        *self == WindowTarget::Ambient
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 fn default_classes() -> crate::data::toy2d::Classes {
@@ -214,6 +252,15 @@ impl RunConfig {
                 "the toy draws fresh exact samples every step and has no examples to subset; \
                  subsets are for image data",
             ));
+        } else if !self.data.windows.is_empty() {
+            return Err(invalid(
+                "data.windows",
+                "the toy draws fresh exact samples every step and has no examples to window; \
+                 noise windows are for image data",
+            ));
+        }
+        if !(self.data.window_buffer.is_finite() && self.data.window_buffer >= 1.0) {
+            return Err(invalid("data.window_buffer", "must be finite and ≥ 1"));
         }
         // Checked for every data kind: the toy ignores it, but NaN or infinity is a typo.
         finite("data.imbalance_ratio", self.data.imbalance_ratio)?;
@@ -309,11 +356,23 @@ impl RunConfig {
     pub fn with_overrides(&self, sets: &[String]) -> Result<Self> {
         let mut value = toml::Value::try_from(self)
             .map_err(|e| Error::Config(format!("cannot represent config: {e}")))?;
-        // Keys left out of config.toml while empty (so older runs keep matching) can be set.
-        if let Some(train) = value.get_mut("train").and_then(toml::Value::as_table_mut) {
-            train
-                .entry("class_weights")
-                .or_insert_with(|| toml::Value::Array(Vec::new()));
+        // Keys left out of config.toml at their defaults (so older runs keep matching) can be
+        // set.
+        let omitted = [
+            ("data", "subset", toml::Value::String(String::new())),
+            ("data", "windows", toml::Value::String(String::new())),
+            ("data", "window_buffer", toml::Value::Float(1.0)),
+            (
+                "data",
+                "window_target",
+                toml::Value::String("ambient".into()),
+            ),
+            ("train", "class_weights", toml::Value::Array(Vec::new())),
+        ];
+        for (section, key, default) in omitted {
+            if let Some(t) = value.get_mut(section).and_then(toml::Value::as_table_mut) {
+                t.entry(key).or_insert(default);
+            }
         }
         let keys = leaf_keys(&value, "");
         for set in sets {

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+pub use super::image_batch::{image_batch, ImageBatch};
 pub use super::image_learner::ImageLearner;
-use crate::data::images::ImageSet;
 use crate::diffusion::denoiser::Denoiser;
-use crate::diffusion::noise::NoiseSampler;
 use crate::diffusion::precond::Precond;
 use crate::diffusion::sampler::{edm_sigmas, heun};
 use crate::error::{Error, Result};
@@ -272,88 +271,9 @@ pub fn sample_images(
     Ok(out)
 }
 
-/// A training batch of images.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageBatch {
-    /// Dataset index of each example.
-    pub index: Vec<usize>,
-    /// Clean images y, flattened.
-    pub clean: Vec<f32>,
-    /// Noisy images x = y + σ·n.
-    pub x: Vec<f32>,
-    pub sigma: Vec<f64>,
-    /// The class the network sees (None: dropped or unlabelled).
-    pub labels: Vec<Option<usize>>,
-}
-
-/// The dataset position `k` of the endless sequence of epochs: epoch k / n is a permutation
-/// drawn from the `(seed, Data, 2^40 + epoch)` stream.
-fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
-    let mut rng = Rng::new(seed, Stream::Data, (1 << 40) + epoch);
-    let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        p.swap(i, j);
-    }
-    p
-}
-
-/// The batch of step `step`: the next `b` examples of the shuffled epochs, σ from `noise`,
-/// Gaussian noise and label dropout from the `(seed, Data, step)` stream.
-pub fn image_batch(
-    set: &ImageSet,
-    noise: &mut dyn NoiseSampler,
-    label_dropout: f64,
-    seed: u64,
-    step: u64,
-    b: usize,
-) -> ImageBatch {
-    let n = set.len();
-    let start = step * b as u64;
-    let mut order: Option<(u64, Vec<usize>)> = None;
-    let index: Vec<usize> = (0..b as u64)
-        .map(|k| {
-            let pos = start + k;
-            let epoch = pos / n as u64;
-            if order.as_ref().map(|o| o.0) != Some(epoch) {
-                order = Some((epoch, epoch_order(seed, epoch, n)));
-            }
-            order
-                .as_ref()
-                .map(|o| o.1[(pos % n as u64) as usize])
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut rng = Rng::new(seed, Stream::Data, step);
-    let sigma = noise.draw(&mut rng, b);
-    let len = set.image_len();
-    let mut clean = Vec::with_capacity(b * len);
-    let mut x = Vec::with_capacity(b * len);
-    for (&i, &s) in index.iter().zip(&sigma) {
-        for &y in set.image(i) {
-            clean.push(y);
-            x.push(y + (rng.normal() * s) as f32);
-        }
-    }
-    let labels = index
-        .iter()
-        .map(|&i| {
-            let drop = rng.uniform() < label_dropout;
-            set.labels.get(i).map(|&c| c as usize).filter(|_| !drop)
-        })
-        .collect();
-    ImageBatch {
-        index,
-        clean,
-        x,
-        sigma,
-        labels,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::*;
+    use crate::data::images::ImageSet;
     use crate::diffusion::noise::LogNormal;
 
     pub(crate) fn fixture_dir() -> std::path::PathBuf {
@@ -388,39 +308,5 @@ pub(crate) mod tests {
             p_mean: -1.2,
             p_std: 1.2,
         }
-    }
-
-    #[test]
-    fn batches_walk_through_epochs_and_are_deterministic() {
-        let set = fixture(10);
-        let mut noise = lognormal();
-        let mut seen = Vec::new();
-        for step in 0..5 {
-            let b = image_batch(&set, &mut noise, 0.0, 4, step, 4);
-            seen.extend(b.index.clone());
-            assert_eq!(b, image_batch(&set, &mut noise, 0.0, 4, step, 4));
-            // x = y + σ·n: the noise scale matches σ.
-            let r: f64 =
-                b.x.iter()
-                    .zip(&b.clean)
-                    .take(784)
-                    .map(|(x, y)| ((x - y) as f64).powi(2))
-                    .sum::<f64>()
-                    / 784.0;
-            assert!((r.sqrt() / b.sigma[0] - 1.0).abs() < 0.1);
-        }
-        // Positions 0..9 and 10..19 are two permutations of the 10 images.
-        for epoch in seen.chunks(10).take(2) {
-            let mut e = epoch.to_vec();
-            e.sort();
-            assert_eq!(e, (0..10).collect::<Vec<_>>());
-        }
-        // Label dropout: about 30% of 1000 draws lose their class.
-        let big = fixture(100);
-        let dropped = (0..10)
-            .flat_map(|s| image_batch(&big, &mut noise, 0.3, 1, s, 100).labels)
-            .filter(Option::is_none)
-            .count();
-        assert!((250..350).contains(&dropped), "{dropped}");
     }
 }

@@ -3,16 +3,23 @@
 //! grids at intervals, trained by the one loop ([`super::run::run_task`]); and the readers
 //! of image runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::checkpoint;
-use super::config::{DataConfig, RunConfig, SamplerConfig};
+use super::config::{RunConfig, SamplerConfig, WindowTarget};
 use super::image::{image_batch, sample_images, Guide, ImageBatch, ImageLearner, ImageSampling};
+use super::image_batch::{draw_batch, Draw};
+pub use super::image_data::{
+    check_fits, pool, reference_set, training_data, training_set, TrainingData,
+};
 use super::optim::Adam;
 use super::run::{claim, crossed, run_task, Counters, Observer, Outcome, RunDir};
 use super::task::{Groups, Task};
+use crate::curation::ambient::target::Ambient;
 use crate::curation::reweighter::{ClassWeights, Examples, Reweighter};
-use crate::data::images::{self, ImageSet, Split};
+use crate::curation::targets::{Clean, Targets};
+use crate::data::images::ImageSet;
+use crate::data::windows::NoiseWindow;
 use crate::diffusion::loss::Losses;
 use crate::diffusion::noise::Schedule;
 use crate::error::{Error, Result};
@@ -23,95 +30,6 @@ use crate::models::unet::UnetConfig;
 pub const GRID_SEED: u64 = 7;
 /// Columns of a sample grid; one row per class.
 pub const GRID_COLS: usize = 10;
-
-/// The Fashion-MNIST folder of `cfg` (its `path`, or the Debian package's location).
-fn fmnist_dir(cfg: &DataConfig) -> PathBuf {
-    if cfg.path.is_empty() {
-        PathBuf::from(images::FASHION_MNIST_DIR)
-    } else {
-        PathBuf::from(&cfg.path)
-    }
-}
-
-/// The training images of a run: the pool, then the subset file's examples if one is set.
-pub fn training_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
-    Ok(training_data(cfg, seed)?.0)
-}
-
-/// The training images and the seconds of curation that chose them (the subset file's
-/// sidecar; 0 without a subset).
-pub fn training_data(cfg: &DataConfig, seed: u64) -> Result<(ImageSet, f64)> {
-    let pool = pool(cfg, seed)?;
-    if cfg.subset.is_empty() {
-        return Ok((pool, 0.0));
-    }
-    let s = crate::data::subset::apply(&pool, Path::new(&cfg.subset))?;
-    Ok((s.set, s.seconds))
-}
-
-/// The pool of a run: the source, then the long-tailed cut if asked for. Subset files refer
-/// to its ids and fingerprint.
-pub fn pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
-    let set = match cfg.kind.as_str() {
-        "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Train)?,
-        "npy" => {
-            let labels = (!cfg.labels.is_empty()).then(|| PathBuf::from(&cfg.labels));
-            images::load_npy_images(Path::new(&cfg.path), labels.as_deref())?
-        }
-        "folder" => images::load_png_folder(Path::new(&cfg.path))?,
-        other => {
-            return Err(Error::InvalidValue {
-                field: "data.kind".into(),
-                why: format!("'{other}' is not an image source (fmnist, npy, folder)"),
-            })
-        }
-    };
-    if cfg.imbalance_ratio >= 1.0 {
-        return images::long_tailed(&set, cfg.imbalance_ratio, seed);
-    }
-    Ok(set)
-}
-
-/// The reference set image metrics compare against: Fashion-MNIST's test split, else the
-/// whole pool of training images (a subset arm is measured against all the data).
-pub fn reference_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
-    match cfg.kind.as_str() {
-        "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Test),
-        _ => pool(cfg, seed),
-    }
-}
-
-/// Checks that `set` fits the network: shape and label range.
-pub fn check_fits(set: &ImageSet, unet: &UnetConfig, what: &str) -> Result<()> {
-    if set.is_empty() {
-        return Err(Error::Config(format!("{what} holds no images")));
-    }
-    if (set.channels, set.height, set.width)
-        != (unet.img_channels, unet.resolution, unet.resolution)
-    {
-        return Err(Error::Config(format!(
-            "{what} holds images of shape [{}, {}, {}], but the network expects [{c}, {r}, {r}]; \
-             set unet.img_channels={} and unet.resolution={} (square images only), or resize \
-             the images",
-            set.channels,
-            set.height,
-            set.width,
-            set.channels,
-            set.height,
-            c = unet.img_channels,
-            r = unet.resolution,
-        )));
-    }
-    if unet.num_classes > 0 {
-        if let Some(&bad) = set.labels.iter().find(|&&l| l as usize >= unet.num_classes) {
-            return Err(Error::Config(format!(
-                "{what} has label {bad}, but unet.num_classes = {}; labels must be in 0..{}",
-                unet.num_classes, unet.num_classes
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// The image sampler settings of a run config.
 pub fn sampling(s: &SamplerConfig) -> ImageSampling {
@@ -211,11 +129,17 @@ pub struct ImageTask<'a> {
     cfg: &'a RunConfig,
     set: ImageSet,
     reweighter: Option<Box<dyn Reweighter>>,
+    /// The examples' noise windows (None: every example at every σ).
+    windows: Option<Vec<NoiseWindow>>,
+    targets: Box<dyn Targets>,
+    /// The windowed walk's position in the shuffled epochs (saved in checkpoints).
+    cursor: u64,
 }
 
 impl<'a> ImageTask<'a> {
-    /// The task of `cfg` on `set` (checked to fit the network).
-    pub fn new(cfg: &'a RunConfig, set: ImageSet) -> Result<Self> {
+    /// The task of `cfg` on `data` (checked to fit the network).
+    pub fn new(cfg: &'a RunConfig, data: TrainingData) -> Result<Self> {
+        let TrainingData { set, windows, .. } = data;
         let reweighter: Option<Box<dyn Reweighter>> = if cfg.train.class_weights.is_empty() {
             None
         } else {
@@ -229,6 +153,12 @@ impl<'a> ImageTask<'a> {
             cfg,
             set,
             reweighter,
+            windows,
+            targets: match cfg.data.window_target {
+                WindowTarget::Ambient => Box::new(Ambient),
+                WindowTarget::Clean => Box::new(Clean),
+            },
+            cursor: 0,
         })
     }
 
@@ -245,14 +175,31 @@ impl Task for ImageTask<'_> {
 
     fn batch(&mut self, noise: &mut Schedule, step: u64) -> Result<ImageBatch> {
         let dropout = unet_of(self.cfg)?.label_dropout;
-        Ok(image_batch(
+        let Some(windows) = &self.windows else {
+            return Ok(image_batch(
+                &self.set,
+                noise,
+                dropout,
+                self.cfg.seed,
+                step,
+                self.cfg.train.batch,
+            ));
+        };
+        let draw = Draw {
+            windows: Some(windows),
+            buffer: self.cfg.data.window_buffer,
+            targets: self.targets.as_ref(),
+            label_dropout: dropout,
+        };
+        draw_batch(
             &self.set,
+            &draw,
             noise,
-            dropout,
             self.cfg.seed,
             step,
             self.cfg.train.batch,
-        ))
+            &mut self.cursor,
+        )
     }
 
     fn len(b: &ImageBatch) -> usize {
@@ -326,6 +273,9 @@ impl Task for ImageTask<'_> {
         if let Some(r) = &self.reweighter {
             m.insert("reweighter".into(), r.state());
         }
+        if self.windows.is_some() {
+            m.insert("window_cursor".into(), self.cursor.into());
+        }
         m
     }
 
@@ -335,6 +285,14 @@ impl Task for ImageTask<'_> {
                 path: dir.to_path_buf(),
                 why: format!("malformed reweighter state: {e}"),
                 hint: "it does not fit this config's reweighting".into(),
+            })?;
+        }
+        // A fresh run's extra is empty: the walk starts at 0.
+        if let (Some(_), Some(v)) = (&self.windows, extra.get("window_cursor")) {
+            self.cursor = v.as_u64().ok_or_else(|| Error::BadCheckpoint {
+                path: dir.to_path_buf(),
+                why: format!("window_cursor {v} is not a count"),
+                hint: "the checkpoint's extra state is damaged".into(),
             })?;
         }
         Ok(())
@@ -349,16 +307,17 @@ impl Task for ImageTask<'_> {
 pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outcome> {
     cfg.validate()?;
     let unet = unet_of(cfg)?;
-    let (set, curate_seconds) = training_data(&cfg.data, cfg.seed)?;
+    let data = training_data(&cfg.data, cfg.seed)?;
+    let curate_seconds = data.curate_seconds;
     check_fits(
-        &set,
+        &data.set,
         unet,
         &format!("the training data ({})", cfg.data.kind),
     )?;
     let run = RunDir::new(dir);
-    let cfg = &with_fingerprint(&run, cfg, &set)?;
+    let cfg = &with_fingerprint(&run, cfg, &data.set)?;
     claim(&run, cfg)?;
-    let mut task = ImageTask::new(cfg, set)?;
+    let mut task = ImageTask::new(cfg, data)?;
     run_task(&run, cfg, &mut task, curate_seconds, obs)
 }
 
@@ -407,6 +366,7 @@ mod tests {
     use super::*;
     use crate::train::presets::preset;
     use crate::train::run::Quiet;
+    use std::path::PathBuf;
 
     /// `fmnist` on the committed 200-image fixture with the tiny test U-Net: 4 steps of 16.
     fn tiny_cfg() -> RunConfig {
@@ -582,6 +542,83 @@ mod tests {
         }
     }
 
+    /// Copies run `a` into `b` up to its step-2 checkpoint, as after a kill before step 4.
+    fn cut_after_step_2(a: &Path, b: &Path) {
+        std::fs::create_dir_all(b.join("checkpoints")).unwrap();
+        for f in [
+            "config.toml",
+            "stats.jsonl",
+            "checkpoints/ckpt-000000002.json",
+            "checkpoints/ckpt-000000002.safetensors",
+        ] {
+            std::fs::copy(a.join(f), b.join(f)).unwrap();
+        }
+    }
+
+    #[test]
+    fn noise_windows_act_on_the_training_step_and_resume_bit_identically() {
+        use crate::data::windows::{self, NoiseWindow};
+        let dir = tmp("windows");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = tiny_cfg();
+        let set = training_set(&cfg.data, cfg.seed).unwrap();
+        let groups = |d: &Path| load(d, None).unwrap().1.to_groups().unwrap();
+        let plain = train(&dir.join("plain"), &cfg, &mut Quiet).unwrap();
+        // Windows that admit everything (clean rows): the walk is the plain epoch order, so
+        // training is bit-identical to no windows; the file's seconds count as curation.
+        let all = dir.join("clean.npy");
+        let rows: Vec<_> = set.ids[..3]
+            .iter()
+            .map(|&i| (i, NoiseWindow::CLEAN))
+            .collect();
+        windows::write(&all, &set, &rows, 2.0).unwrap();
+        let mut c = cfg.clone();
+        c.data.windows = all.display().to_string();
+        let o = train(&dir.join("clean"), &c, &mut Quiet).unwrap();
+        assert_eq!(groups(&dir.join("plain")), groups(&dir.join("clean")));
+        assert_eq!(o.counters.seconds["curate"], 2.0);
+        assert!(!plain.counters.seconds.contains_key("curate"));
+        // Half the examples with the floor σ_min = 1: training changes, and a run killed
+        // after step 2 resumes (walk cursor included) to the same weights and state.
+        let floor = NoiseWindow {
+            sigma_min: 1.0,
+            sigma_max: 0.0,
+        };
+        let half = dir.join("half.npy");
+        let rows: Vec<_> = set.ids[..100].iter().map(|&i| (i, floor)).collect();
+        windows::write(&half, &set, &rows, 0.0).unwrap();
+        c.data.windows = half.display().to_string();
+        c.data.window_buffer = 1.1;
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        train(&a, &c, &mut Quiet).unwrap();
+        assert_ne!(groups(&a), groups(&dir.join("plain")));
+        cut_after_step_2(&a, &b);
+        assert_eq!(train(&b, &c, &mut Quiet).unwrap().resumed_from, Some(2));
+        assert_eq!(groups(&a), groups(&b));
+        let extra = |d: &Path| {
+            checkpoint::latest(&d.join("checkpoints"))
+                .unwrap()
+                .unwrap()
+                .meta
+                .extra
+        };
+        assert_eq!(extra(&a), extra(&b));
+        // 4 steps of 16 took at least 64 positions of the walk, more when it skipped.
+        let cursor = extra(&a)["window_cursor"].as_u64().unwrap();
+        assert!(cursor >= 64, "{cursor}");
+        // Every example with a floor: σ ≤ 1.1 is uncovered, refused before training.
+        let rows: Vec<_> = set.ids.iter().map(|&i| (i, floor)).collect();
+        windows::write(&half, &set, &rows, 0.0).unwrap();
+        let e = train(&dir.join("gap"), &c, &mut Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no example is admitted") && e.contains("half.npy"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_subset_trains_on_its_examples_books_its_seconds_and_pins_the_data() {
         // Subset of the fixture's first 64 ids, made with 3.5 s of curation.
@@ -599,7 +636,7 @@ mod tests {
         assert_eq!(o.counters.seconds["curate"], 3.5);
         // Every trained example is in the subset: batches index the 64-image set, whose
         // fingerprint is recorded in the run's config.
-        let (set, _) = training_data(&cfg.data, cfg.seed).unwrap();
+        let set = training_data(&cfg.data, cfg.seed).unwrap().set;
         assert_eq!(set.ids, ids);
         let stored = RunDir::new(&run).read_config().unwrap();
         assert_eq!(

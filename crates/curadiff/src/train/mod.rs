@@ -5,6 +5,8 @@ pub mod ema;
 pub mod fused_learner;
 pub mod host_state;
 pub mod image;
+pub mod image_batch;
+pub mod image_data;
 pub mod image_learner;
 pub mod image_run;
 pub mod learner;

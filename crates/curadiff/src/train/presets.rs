@@ -1,7 +1,7 @@
 //! Named presets: one table, each line noting the result it reaches (EMA weights, 32 Heun
 //! steps, 163,840 samples, mean ± std over seeds 0–2; see the README for the command).
 
-use super::config::{DataConfig, LossTarget, RunConfig, SamplerConfig, TrainConfig};
+use super::config::{DataConfig, LossTarget, RunConfig, SamplerConfig, TrainConfig, WindowTarget};
 use super::lr::LrConfig;
 use crate::data::toy2d::Classes;
 use crate::diffusion::loss::Weighting;
@@ -89,6 +89,9 @@ fn toy() -> RunConfig {
             labels: String::new(),
             imbalance_ratio: 0.0,
             subset: String::new(),
+            windows: String::new(),
+            window_buffer: 1.0,
+            window_target: WindowTarget::Ambient,
             fingerprint: String::new(),
         },
         // The published log-density form, with its output gain kept ≤ 0. From g = 0 the
@@ -188,6 +191,9 @@ fn fmnist() -> RunConfig {
         labels: String::new(),
         imbalance_ratio: 0.0,
         subset: String::new(),
+        windows: String::new(),
+        window_buffer: 1.0,
+        window_target: WindowTarget::Ambient,
         fingerprint: String::new(),
     };
     c.unet = Some(UnetConfig {

@@ -1,0 +1,274 @@
+//! Per-example noise windows: `data.windows = FILE` says at which noise levels each example
+//! may be trained (Ambient-Omni, reference §C.3). FILE is a `.npy` (float64 or float32,
+//! `[k, 3]`) of rows `(id, σ_min, σ_max)`, with the same JSON sidecar `FILE.json` as a subset
+//! file ([`crate::data::subset`]): the fingerprint of the data it was made for (the pool or
+//! the training set) and the seconds its annotation took (booked to `curate`).
+//!
+//! An example with window (σ_min, σ_max) is admitted at σ when σ > σ_min·b (above its noise
+//! floor, with the buffer b = `data.window_buffer` ≥ 1) or σ < σ_max (below its locality
+//! ceiling, "crops"). Examples the file does not name are clean: (0, 0), admitted at every
+//! σ > 0. The sampler draws σ first and then walks the shuffled examples to the first one
+//! that admits it ([`crate::train::image::windowed_batch`]), so the marginal of σ stays the
+//! noise schedule's.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::fingerprint::fingerprint;
+use super::images::ImageSet;
+use super::npy::{self, AnyArray};
+use super::subset::{other_data, read_meta, sidecar, SubsetMeta};
+use crate::error::{Error, Result};
+
+/// Where one example may be trained: above its noise floor or below its locality ceiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseWindow {
+    /// The example's noise floor σ_tn: it matches clean data only from here up.
+    pub sigma_min: f64,
+    /// Below this σ the example is also used (locality); 0: never.
+    pub sigma_max: f64,
+}
+
+impl NoiseWindow {
+    /// A clean example: admitted at every σ > 0.
+    pub const CLEAN: Self = Self {
+        sigma_min: 0.0,
+        sigma_max: 0.0,
+    };
+
+    /// Whether the example may be trained at `sigma`: σ > σ_min·`buffer` or σ < σ_max.
+    pub fn admits(&self, sigma: f64, buffer: f64) -> bool {
+        sigma > self.sigma_min * buffer || sigma < self.sigma_max
+    }
+
+    /// The noise floor the example carries when trained at `sigma`: σ_min when σ is above it,
+    /// else 0 (admitted through the locality branch, the example counts as clean there;
+    /// reference §C.3, "crops").
+    pub fn floor_at(&self, sigma: f64) -> f64 {
+        if sigma > self.sigma_min {
+            self.sigma_min
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The windows of a training set, one per example in the set's order.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    pub windows: Vec<NoiseWindow>,
+    /// Curation seconds from the sidecar.
+    pub seconds: f64,
+}
+
+fn bad(path: &Path, why: String) -> Error {
+    Error::BadFile {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+/// Writes a windows file naming `rows` (id, window) of `made_for`'s examples, with its sidecar.
+pub fn write(
+    path: &Path,
+    made_for: &ImageSet,
+    rows: &[(u64, NoiseWindow)],
+    seconds: f64,
+) -> Result<()> {
+    let data: Vec<f64> = rows
+        .iter()
+        .flat_map(|(id, w)| [*id as f64, w.sigma_min, w.sigma_max])
+        .collect();
+    npy::write_f64(path, &[rows.len(), 3], &data)?;
+    let meta = SubsetMeta {
+        fingerprint: fingerprint(made_for),
+        seconds,
+    };
+    let json = serde_json::to_string_pretty(&meta).map_err(|e| bad(path, e.to_string()))?;
+    crate::fsutil::write_atomic(&sidecar(path), json.as_bytes())
+}
+
+/// The windows of `set` from the file at `path`. The file may be made for `set` itself or
+/// for the pool `set` was cut from (fingerprint `pool`); rows naming examples the set does
+/// not have are then skipped, while a file made for `set` must name only its ids.
+pub fn apply(set: &ImageSet, pool: &str, path: &Path) -> Result<Windows> {
+    let meta = read_meta(path, "the library's data::windows::write")?;
+    let have = fingerprint(set);
+    let own = meta.fingerprint == have;
+    if !own && meta.fingerprint != pool {
+        return Err(other_data(path, &meta.fingerprint, &have, "windows file"));
+    }
+    let (shape, data): (Vec<usize>, Vec<f64>) = match npy::read_any(path)? {
+        AnyArray::F64(a) => (a.shape, a.data),
+        AnyArray::F32(a) => (a.shape, a.data.into_iter().map(f64::from).collect()),
+        other => {
+            return Err(bad(
+                path,
+                format!(
+                    "holds {} of shape {:?}; a windows file is float64/float32 rows \
+                     (id, sigma_min, sigma_max), shape [k, 3]",
+                    other.dtype(),
+                    other.shape()
+                ),
+            ))
+        }
+    };
+    if shape.len() != 2 || shape[1] != 3 {
+        return Err(bad(
+            path,
+            format!("has shape {shape:?}; a windows file has rows (id, sigma_min, sigma_max), shape [k, 3]"),
+        ));
+    }
+    let pos: HashMap<u64, usize> = set.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut windows = vec![NoiseWindow::CLEAN; set.len()];
+    let mut seen = vec![false; set.len()];
+    for (r, row) in data.chunks_exact(3).enumerate() {
+        let (id, lo, hi) = (row[0], row[1], row[2]);
+        if !(id >= 0.0 && id.fract() == 0.0 && id < 9.0e15) {
+            return Err(bad(
+                path,
+                format!("row {r}: id {id} is not a whole number ≥ 0"),
+            ));
+        }
+        if !(lo.is_finite() && lo >= 0.0 && hi.is_finite() && hi >= 0.0) {
+            return Err(bad(
+                path,
+                format!(
+                    "row {r} (id {id}): sigma_min {lo} and sigma_max {hi} must be finite and ≥ 0"
+                ),
+            ));
+        }
+        let Some(&i) = pos.get(&(id as u64)) else {
+            if own {
+                return Err(bad(
+                    path,
+                    format!("row {r} names id {id}, which the set does not have"),
+                ));
+            }
+            continue;
+        };
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(bad(path, format!("names id {id} twice")));
+        }
+        windows[i] = NoiseWindow {
+            sigma_min: lo,
+            sigma_max: hi,
+        };
+    }
+    Ok(Windows {
+        windows,
+        seconds: meta.seconds,
+    })
+}
+
+/// The σ no example admits with `buffer`, as (from, to), if any: above every locality
+/// ceiling and below every buffered floor. A noise distribution with mass there could never
+/// be served, so training refuses such windows.
+pub fn gap(windows: &[NoiseWindow], buffer: f64) -> Option<(f64, f64)> {
+    let ceiling = windows.iter().map(|w| w.sigma_max).fold(0.0, f64::max);
+    let floor = windows
+        .iter()
+        .map(|w| w.sigma_min * buffer)
+        .fold(f64::INFINITY, f64::min);
+    (floor > ceiling).then_some((ceiling, floor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::images::tests::toy_set;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("curadiff-windows-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d.join(name)
+    }
+
+    #[test]
+    fn admission_follows_the_floor_with_its_buffer_and_the_ceiling() {
+        let w = NoiseWindow {
+            sigma_min: 1.0,
+            sigma_max: 0.1,
+        };
+        let b = (4.0f64 / 3.0).sqrt(); // s_max = 4, reference §C.3
+        assert!(w.admits(1.2, b) && !w.admits(1.15, b)); // 1.155 is the buffered floor
+        assert!(w.admits(0.05, b) && !w.admits(0.1, b) && !w.admits(0.5, b));
+        assert!(NoiseWindow::CLEAN.admits(1e-6, b));
+        assert_eq!((w.floor_at(1.2), w.floor_at(0.05)), (1.0, 0.0));
+        assert_eq!(NoiseWindow::CLEAN.floor_at(3.0), 0.0);
+    }
+
+    #[test]
+    fn files_name_examples_by_id_and_other_data_is_refused() {
+        let set = toy_set(&[4, 3]); // ids 7, 10, 13, …
+        let p = tmp("w.npy");
+        let w = NoiseWindow {
+            sigma_min: 2.0,
+            sigma_max: 0.0,
+        };
+        write(&p, &set, &[(10, w)], 3.5).unwrap();
+        let got = apply(&set, "none", &p).unwrap();
+        assert_eq!(got.seconds, 3.5);
+        assert_eq!(got.windows[1], w);
+        assert!(got
+            .windows
+            .iter()
+            .enumerate()
+            .all(|(i, v)| i == 1 || *v == NoiseWindow::CLEAN));
+        // A cut of the set accepts the file made for its pool and skips ids it lacks.
+        let pool_fp = fingerprint(&set);
+        let cut = set.subset(&[0, 2]);
+        let got = apply(&cut, &pool_fp, &p).unwrap();
+        assert_eq!(got.windows, vec![NoiseWindow::CLEAN; 2]);
+        // Made for neither: refused with both fingerprints named.
+        let e = apply(&cut, "fnv1a64:0", &p).unwrap_err().to_string();
+        assert!(
+            e.contains("other data") && e.contains(&fingerprint(&cut)),
+            "{e}"
+        );
+        // Unknown id for its own set, a repeated id, a negative σ, a wrong shape.
+        write(&p, &set, &[(8, w)], 0.0).unwrap();
+        assert!(apply(&set, "", &p)
+            .unwrap_err()
+            .to_string()
+            .contains("id 8"));
+        write(&p, &set, &[(7, w), (7, w)], 0.0).unwrap();
+        assert!(apply(&set, "", &p)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        let neg = NoiseWindow {
+            sigma_min: -1.0,
+            sigma_max: 0.0,
+        };
+        write(&p, &set, &[(7, neg)], 0.0).unwrap();
+        assert!(apply(&set, "", &p).unwrap_err().to_string().contains("≥ 0"));
+        let side = sidecar(&p);
+        npy::write_f64(&p, &[2, 2], &[7.0, 1.0, 10.0, 1.0]).unwrap();
+        assert!(apply(&set, "", &p)
+            .unwrap_err()
+            .to_string()
+            .contains("[k, 3]"));
+        std::fs::remove_file(side).unwrap();
+        assert!(apply(&set, "", &p)
+            .unwrap_err()
+            .to_string()
+            .contains("sidecar"));
+    }
+
+    #[test]
+    fn a_gap_no_example_admits_is_found() {
+        let floor = |s| NoiseWindow {
+            sigma_min: s,
+            sigma_max: 0.0,
+        };
+        let crop = NoiseWindow {
+            sigma_min: 300.0,
+            sigma_max: 0.5,
+        };
+        assert_eq!(gap(&[floor(1.0), floor(2.0)], 1.0), Some((0.0, 1.0)));
+        assert_eq!(gap(&[floor(1.0), crop], 1.5), Some((0.5, 1.5)));
+        assert_eq!(gap(&[floor(0.4), crop], 1.0), None);
+        assert_eq!(gap(&[floor(1.0), NoiseWindow::CLEAN], 1.2), None);
+    }
+}
