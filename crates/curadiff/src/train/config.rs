@@ -228,12 +228,6 @@ impl RunConfig {
                     "image data has no exact target; use train.target=dsm",
                 ));
             }
-            if self.select.method != crate::curation::select_config::Method::None {
-                return Err(invalid(
-                    "select.method",
-                    "online selection is built for the toy only so far; use select.method=none",
-                ));
-            }
             if self.data.kind != "fmnist" && self.data.path.is_empty() {
                 return Err(invalid(
                     "data.path",

@@ -57,6 +57,11 @@ impl FusedLearner {
         }
     }
 
+    /// The loss weighting λ(σ) the learner trains with.
+    pub fn weighting(&self) -> Weighting {
+        self.weighting
+    }
+
     /// The current parameters.
     pub fn params(&self) -> &[HostParam] {
         &self.state.params

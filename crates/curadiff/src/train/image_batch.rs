@@ -31,6 +31,56 @@ pub struct ImageBatch {
     pub labels: Vec<Option<usize>>,
 }
 
+impl ImageBatch {
+    /// The rows `idx` of the batch, in that order.
+    pub fn subset(&self, idx: &[usize]) -> ImageBatch {
+        let d = self.clean.len() / self.sigma.len().max(1);
+        let rows = |v: &[f32]| -> Vec<f32> {
+            idx.iter()
+                .flat_map(|&i| v[i * d..(i + 1) * d].iter().copied())
+                .collect()
+        };
+        ImageBatch {
+            index: idx.iter().map(|&i| self.index[i]).collect(),
+            clean: rows(&self.clean),
+            x: rows(&self.x),
+            sigma: idx.iter().map(|&i| self.sigma[i]).collect(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+}
+
+/// The same targets and labels as `b` with σ and noise re-drawn from the `(seed, Reference,
+/// step)` stream, x = target + σ·n: what a reference scores when it does not share the
+/// learner's noise (`select.same_noise = false`).
+pub fn redraw_noise(
+    b: &ImageBatch,
+    noise: &mut dyn NoiseSampler,
+    seed: u64,
+    step: u64,
+) -> ImageBatch {
+    let mut rng = Rng::new(seed, Stream::Reference, step);
+    let sigma = noise.draw(&mut rng, b.sigma.len());
+    let d = b.clean.len() / b.sigma.len().max(1);
+    let x = b
+        .clean
+        .chunks(d.max(1))
+        .zip(&sigma)
+        .flat_map(|(y, &s)| {
+            y.iter()
+                .map(|&v| v + (rng.normal() * s) as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ImageBatch {
+        index: b.index.clone(),
+        clean: b.clean.clone(),
+        x,
+        sigma,
+        labels: b.labels.clone(),
+    }
+}
+
 /// How a step's examples meet their noise levels.
 pub struct Draw<'a> {
     /// Per-example noise windows, in the set's order (None: every example admits every σ).

@@ -187,9 +187,23 @@ impl ImageLearner {
 
     /// Forward-only per-example losses of the current weights.
     pub fn losses(&self, batch: &ImageBatch) -> Result<Losses> {
+        self.losses_of(false, batch)
+    }
+
+    /// Forward-only per-example losses of the EMA weights (the current ones when the EMA is
+    /// off), e.g. for a reference model.
+    pub fn ema_losses(&self, batch: &ImageBatch) -> Result<Losses> {
+        self.losses_of(true, batch)
+    }
+
+    fn losses_of(&self, ema: bool, batch: &ImageBatch) -> Result<Losses> {
         match &self.engine {
             Engine::Burn(s) => {
-                let den = inference_of(&s.den);
+                let den = if ema {
+                    self.ema_inference()
+                } else {
+                    inference_of(&s.den)
+                };
                 let device = s.den.net.out_gain.val().device().without_autodiff();
                 let (w, x0) = Self::per_example(&den, batch, self.weighting, &device);
                 Ok(Losses {
@@ -200,7 +214,12 @@ impl ImageLearner {
             Engine::Fused(f) => {
                 let hi = f.inputs(batch);
                 let hl = HostLoss::new(batch, self.weighting, f.template.sigma_data);
-                let w = f.net.prepare(&f.state.params);
+                let ps = if ema {
+                    f.state.ema_params()
+                } else {
+                    &f.state.params
+                };
+                let w = f.net.prepare(ps);
                 let (weighted, x0_error) = f.net.losses(&w, &hi.as_inputs(), &hl.as_inputs());
                 Ok(Losses { weighted, x0_error })
             }

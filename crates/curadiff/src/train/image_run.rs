@@ -8,13 +8,15 @@ use std::path::Path;
 use super::checkpoint;
 use super::config::{RunConfig, SamplerConfig, WindowTarget};
 use super::image::{image_batch, sample_images, Guide, ImageBatch, ImageLearner, ImageSampling};
-use super::image_batch::{draw_batch, Draw};
+use super::image_batch::{draw_batch, redraw_noise, Draw};
 pub use super::image_data::{
     check_fits, pool, reference_set, training_data, training_set, TrainingData,
 };
 use super::optim::Adam;
 use super::run::{claim, crossed, run_task, Counters, Observer, Outcome, RunDir};
-use super::task::{Groups, Task};
+use super::scorer::{FrozenImage, Scorer, Weights};
+use super::select::{choose_rows, restore_switch, OnlineSelection};
+use super::task::{Chosen, Groups, Task};
 use crate::curation::ambient::target::Ambient;
 use crate::curation::reweighter::{ClassWeights, Examples, Reweighter};
 use crate::curation::targets::{Clean, Targets};
@@ -134,11 +136,13 @@ pub struct ImageTask<'a> {
     targets: Box<dyn Targets>,
     /// The windowed walk's position in the shuffled epochs (saved in checkpoints).
     cursor: u64,
+    selection: Option<OnlineSelection<ImageBatch>>,
 }
 
 impl<'a> ImageTask<'a> {
-    /// The task of `cfg` on `data` (checked to fit the network).
-    pub fn new(cfg: &'a RunConfig, data: TrainingData) -> Result<Self> {
+    /// The task of `cfg` on `data` (checked to fit the network); `run_dir` resolves a
+    /// relative selection reference.
+    pub fn new(cfg: &'a RunConfig, data: TrainingData, run_dir: &Path) -> Result<Self> {
         let TrainingData { set, windows, .. } = data;
         let reweighter: Option<Box<dyn Reweighter>> = if cfg.train.class_weights.is_empty() {
             None
@@ -159,6 +163,10 @@ impl<'a> ImageTask<'a> {
                 WindowTarget::Clean => Box::new(Clean),
             },
             cursor: 0,
+            selection: OnlineSelection::new(&cfg.select, run_dir, &|path: &Path| {
+                let (_, reference, _) = load(path, None)?;
+                Ok(Box::new(FrozenImage(reference)) as Box<dyn Scorer<ImageBatch>>)
+            })?,
         })
     }
 
@@ -199,6 +207,36 @@ impl Task for ImageTask<'_> {
             step,
             self.cfg.train.batch,
             &mut self.cursor,
+        )
+    }
+
+    fn choose(
+        &mut self,
+        b: ImageBatch,
+        noise: &Schedule,
+        step: u64,
+        c: &mut Counters,
+    ) -> Result<Chosen<ImageBatch>> {
+        let seed = self.cfg.seed;
+        let mut redraw = |b: &ImageBatch| redraw_noise(b, &mut noise.clone(), seed, step);
+        let len = b.sigma.len();
+        choose_rows(
+            self.selection.as_mut(),
+            &Weights {
+                learner: &self.learner,
+                ema: false,
+            },
+            &Weights {
+                learner: &self.learner,
+                ema: true,
+            },
+            b,
+            len,
+            &mut redraw,
+            ImageBatch::subset,
+            seed,
+            step,
+            c,
         )
     }
 
@@ -276,6 +314,12 @@ impl Task for ImageTask<'_> {
         if self.windows.is_some() {
             m.insert("window_cursor".into(), self.cursor.into());
         }
+        if let Some(sel) = &self.selection {
+            m.insert(
+                "switch".into(),
+                serde_json::to_value(&sel.switch).unwrap_or(serde_json::Value::Null),
+            );
+        }
         m
     }
 
@@ -287,6 +331,7 @@ impl Task for ImageTask<'_> {
                 hint: "it does not fit this config's reweighting".into(),
             })?;
         }
+        restore_switch(self.selection.as_mut(), extra, dir)?;
         // A fresh run's extra is empty: the walk starts at 0.
         if let (Some(_), Some(v)) = (&self.windows, extra.get("window_cursor")) {
             self.cursor = v.as_u64().ok_or_else(|| Error::BadCheckpoint {
@@ -317,7 +362,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let run = RunDir::new(dir);
     let cfg = &with_fingerprint(&run, cfg, &data.set)?;
     claim(&run, cfg)?;
-    let mut task = ImageTask::new(cfg, data)?;
+    let mut task = ImageTask::new(cfg, data, dir)?;
     run_task(&run, cfg, &mut task, curate_seconds, obs)
 }
 
@@ -616,6 +661,57 @@ mod tests {
             e.contains("no example is admitted") && e.contains("half.npy"),
             "{e}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Online selection on images through the loop: RHO against a reference run keeps half
+    /// of each super-batch of 16, books score and select seconds, counts scored images, and
+    /// resumes bit-identically; JEST against the learner's own EMA runs too.
+    #[test]
+    fn online_selection_trains_images_on_the_chosen_rows() {
+        use crate::curation::select_config::Method;
+        let dir = tmp("select");
+        let mut cfg = tiny_cfg();
+        cfg.diffusion.schedule.kind = crate::diffusion::noise::ScheduleKind::Lognormal;
+        let reference = dir.join("reference");
+        train(&reference, &cfg, &mut Quiet).unwrap();
+        let mut c = cfg.clone();
+        c.select.method = Method::Rho;
+        c.select.filter_ratio = 0.5;
+        c.select.reference = reference.display().to_string();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let o = train(&a, &c, &mut Quiet).unwrap();
+        assert_eq!(
+            (o.counters.step, o.counters.nimg, o.counters.nimg_scored),
+            (4, 32, 64)
+        );
+        assert!(o.counters.seconds["score"] > 0.0 && o.counters.seconds.contains_key("select"));
+        let groups = |d: &Path| load(d, None).unwrap().1.to_groups().unwrap();
+        assert_ne!(groups(&a), groups(&reference));
+        cut_after_step_2(&a, &b);
+        assert_eq!(train(&b, &c, &mut Quiet).unwrap().resumed_from, Some(2));
+        assert_eq!(groups(&a), groups(&b));
+        let stats = |d: &Path| -> Vec<(u64, u64, f64)> {
+            crate::train::stats::read(&d.join("stats.jsonl"))
+                .unwrap()
+                .iter()
+                .map(|l| (l.nimg, l.nimg_scored, l.loss))
+                .collect()
+        };
+        assert_eq!(stats(&a), stats(&b));
+        // JEST against the learner's own EMA, with re-drawn noise for the reference.
+        c.select.method = Method::Jest;
+        c.select.chunks = 2;
+        c.select.reference = "ema".into();
+        c.select.same_noise = false;
+        let o = train(&dir.join("jest"), &c, &mut Quiet).unwrap();
+        assert_eq!((o.counters.nimg, o.counters.nimg_scored), (32, 64));
+        // A reference that is not a run is refused, naming the key.
+        c.select.reference = dir.join("nowhere").display().to_string();
+        let e = train(&dir.join("bad"), &c, &mut Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("select.reference"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

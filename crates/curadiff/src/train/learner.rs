@@ -155,6 +155,14 @@ impl ToyLearner {
         }
     }
 
+    /// The loss weighting λ(σ) the learner trains with.
+    pub fn weighting(&self) -> Weighting {
+        match self {
+            ToyLearner::Burn(l) => l.weighting,
+            ToyLearner::Fused(l) => l.weighting(),
+        }
+    }
+
     /// Forward-only per-example losses of the current weights.
     pub fn losses(&self, batch: &Batch) -> Result<Losses> {
         match self {

@@ -16,6 +16,7 @@ pub mod optim;
 pub mod params;
 pub mod presets;
 pub mod run;
+pub mod scorer;
 pub mod select;
 pub mod stats;
 pub mod task;

@@ -1,36 +1,37 @@
 //! Online selection inside the training loop: score the super-batch with the learner (and the
-//! reference when needed), let the schedule decide whether to select, and choose the
-//! mini-batch. Every second spent here is booked as `score` or `select`.
+//! reference when needed, through the [`Scorer`] seam), let the schedule decide whether to
+//! select, and choose the mini-batch. The same phase serves any batch type (toy points,
+//! images). Every second spent here is booked as `score` or `select`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::learner::ToyLearner;
 use super::run::Counters;
+use super::scorer::Scorer;
+use super::task::Chosen;
 use crate::curation::jest::Jest;
 use crate::curation::schedule::{Schedule, Switch};
 use crate::curation::select_config::{Method, SelectConfig};
 use crate::curation::selector::{Full, Rho, Scores, Selector, Uniform};
-use crate::diffusion::loss::Weighting;
-use crate::diffusion::toy_batch::Batch;
 use crate::error::{Error, Result};
-use crate::models::toy_denoiser::ToyModel;
 use crate::rng::{Rng, Stream};
 
-/// The selection phase of the loop.
-pub struct OnlineSelection {
+/// The selection phase of the loop, for batches of type `B`.
+pub struct OnlineSelection<B> {
     selector: Box<dyn Selector>,
     pub switch: Switch,
-    reference: Reference,
+    reference: Reference<B>,
     same_noise: bool,
-    weighting: Weighting,
 }
 
-enum Reference {
+enum Reference<B> {
     None,
     LearnerEma,
-    Fixed(Box<dyn ToyModel>),
+    Fixed(Box<dyn Scorer<B>>),
 }
+
+/// Loads a reference run's model as a scorer (the task knows how to read its runs).
+pub type LoadReference<'a, B> = &'a dyn Fn(&Path) -> Result<Box<dyn Scorer<B>>>;
 
 /// What the selection phase decided for one step.
 pub struct Choice {
@@ -42,10 +43,14 @@ pub struct Choice {
     pub scored: bool,
 }
 
-impl OnlineSelection {
+impl<B> OnlineSelection<B> {
     /// The selection phase of `cfg`, or `None` when the method is "none" with no schedule.
-    /// `run_dir` resolves a relative reference path.
-    pub fn new(cfg: &SelectConfig, weighting: Weighting, run_dir: &Path) -> Result<Option<Self>> {
+    /// `run_dir` resolves a relative reference path, which `load` reads.
+    pub fn new(
+        cfg: &SelectConfig,
+        run_dir: &Path,
+        load: LoadReference<'_, B>,
+    ) -> Result<Option<Self>> {
         cfg.validate()?;
         if cfg.method == Method::None && cfg.schedule == Schedule::Always {
             return Ok(None);
@@ -72,12 +77,10 @@ impl OnlineSelection {
                 if path.is_relative() && !path.exists() {
                     path = run_dir.join(dir);
                 }
-                let (_, learner, _) =
-                    super::toy_task::load_learner(&path).map_err(|e| Error::InvalidValue {
-                        field: "select.reference".into(),
-                        why: format!("cannot load reference run {}: {e}", path.display()),
-                    })?;
-                Reference::Fixed(learner.ema_inference())
+                Reference::Fixed(load(&path).map_err(|e| Error::InvalidValue {
+                    field: "select.reference".into(),
+                    why: format!("cannot load reference run {}: {e}", path.display()),
+                })?)
             }
         };
         Ok(Some(Self {
@@ -85,17 +88,20 @@ impl OnlineSelection {
             switch: Switch::new(cfg.schedule),
             reference,
             same_noise: cfg.same_noise,
-            weighting,
         }))
     }
 
-    /// Scores the super-batch as needed and chooses the rows to train on. `redraw` gives the
+    /// Scores the super-batch as needed and chooses the rows to train on: `learner` and
+    /// `learner_ema` score with the learner's current and EMA weights. `redraw` gives a
     /// batch with re-drawn noise for the reference when `same_noise` is off.
+    #[allow(clippy::too_many_arguments)]
     pub fn choose(
         &mut self,
-        learner: &ToyLearner,
-        batch: &Batch,
-        redraw: &mut dyn FnMut() -> Batch,
+        learner: &dyn Scorer<B>,
+        learner_ema: &dyn Scorer<B>,
+        batch: &B,
+        len: usize,
+        redraw: &mut dyn FnMut(&B) -> B,
         seed: u64,
         step: u64,
         c: &mut Counters,
@@ -106,23 +112,14 @@ impl OnlineSelection {
         let need_reference = (selecting && self.selector.needs_reference()) || watching;
         let t = Instant::now();
         let learner_losses = if need_learner {
-            Some(learner.losses(batch)?.weighted)
+            Some(learner.losses(batch)?)
         } else {
             None
         };
         let reference_losses = if need_reference {
-            let scored = if self.same_noise {
-                batch.clone()
-            } else {
-                redraw()
-            };
-            let own;
-            let den: &dyn ToyModel = match &self.reference {
+            let scorer: &dyn Scorer<B> = match &self.reference {
                 Reference::Fixed(d) => d.as_ref(),
-                Reference::LearnerEma => {
-                    own = learner.ema_inference();
-                    own.as_ref()
-                }
+                Reference::LearnerEma => learner_ema,
                 Reference::None => {
                     return Err(Error::InvalidValue {
                         field: "select.reference".into(),
@@ -130,7 +127,11 @@ impl OnlineSelection {
                     })
                 }
             };
-            Some(den.losses(&scored, self.weighting)?.weighted)
+            Some(if self.same_noise {
+                scorer.losses(batch)?
+            } else {
+                scorer.losses(&redraw(batch))?
+            })
         } else {
             None
         };
@@ -155,7 +156,7 @@ impl OnlineSelection {
         let learner_ref: &[f32] = match &learner_losses {
             Some(l) => l,
             None => {
-                zeros = vec![0.0; batch.len()];
+                zeros = vec![0.0; len];
                 &zeros
             }
         };
@@ -173,4 +174,58 @@ impl OnlineSelection {
             scored,
         })
     }
+}
+
+/// The selection seam of a task ([`super::task::Task::choose`]) with an optional selection
+/// phase: the whole super-batch without one, else the rows `sel` chooses (`subset` cuts
+/// them out of `b`).
+#[allow(clippy::too_many_arguments)]
+pub fn choose_rows<B>(
+    sel: Option<&mut OnlineSelection<B>>,
+    learner: &dyn Scorer<B>,
+    learner_ema: &dyn Scorer<B>,
+    b: B,
+    len: usize,
+    redraw: &mut dyn FnMut(&B) -> B,
+    subset: fn(&B, &[usize]) -> B,
+    seed: u64,
+    step: u64,
+    c: &mut Counters,
+) -> Result<Chosen<B>> {
+    let Some(sel) = sel else {
+        return Ok(Chosen {
+            batch: b,
+            scored: false,
+            selecting: None,
+        });
+    };
+    let Choice {
+        indices,
+        selecting,
+        scored,
+    } = sel.choose(learner, learner_ema, &b, len, redraw, seed, step, c)?;
+    Ok(Chosen {
+        batch: match indices {
+            Some(idx) => subset(&b, &idx),
+            None => b,
+        },
+        scored,
+        selecting: Some(selecting),
+    })
+}
+
+/// Restores the schedule switch of `sel` from a checkpoint's `extra` (key `switch`).
+pub fn restore_switch<B>(
+    sel: Option<&mut OnlineSelection<B>>,
+    extra: &serde_json::Value,
+    dir: &Path,
+) -> Result<()> {
+    if let (Some(sel), Some(sw)) = (sel, extra.get("switch")) {
+        sel.switch = serde_json::from_value(sw.clone()).map_err(|e| Error::BadCheckpoint {
+            path: dir.to_path_buf(),
+            why: format!("malformed selection state: {e}"),
+            hint: String::new(),
+        })?;
+    }
+    Ok(())
 }

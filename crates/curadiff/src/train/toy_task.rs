@@ -7,7 +7,8 @@ use super::checkpoint;
 use super::config::RunConfig;
 use super::learner::ToyLearner;
 use super::run::{claim, load_checkpoint, run_task, Counters, Observer, Outcome, RunDir};
-use super::select::{Choice, OnlineSelection};
+use super::scorer::{FrozenToy, Scorer, Weights};
+use super::select::{choose_rows, restore_switch, OnlineSelection};
 use super::task::{Chosen, Groups, Task};
 use crate::data::toy2d::Mixture;
 use crate::diffusion::loss::{LossTarget, Losses};
@@ -22,14 +23,22 @@ pub struct ToyTask {
     target: LossTarget,
     seed: u64,
     batch: usize,
-    selection: Option<OnlineSelection>,
+    selection: Option<OnlineSelection<Batch>>,
 }
 
 impl ToyTask {
     /// The task of `cfg`; `run_dir` resolves a relative selection reference.
     pub fn new(cfg: &RunConfig, run_dir: &Path) -> Result<Self> {
         let mut t = Self::reader(cfg);
-        t.selection = OnlineSelection::new(&cfg.select, cfg.diffusion.weighting, run_dir)?;
+        let weighting = cfg.diffusion.weighting;
+        let load = |path: &Path| -> Result<Box<dyn Scorer<Batch>>> {
+            let (_, learner, _) = load_learner(path)?;
+            Ok(Box::new(FrozenToy {
+                model: learner.ema_inference(),
+                weighting,
+            }))
+        };
+        t.selection = OnlineSelection::new(&cfg.select, run_dir, &load)?;
         Ok(t)
     }
 
@@ -67,32 +76,30 @@ impl Task for ToyTask {
         step: u64,
         c: &mut Counters,
     ) -> Result<Chosen<Batch>> {
-        let Some(sel) = self.selection.as_mut() else {
-            return Ok(Chosen {
-                batch: b,
-                scored: false,
-                selecting: None,
-            });
-        };
         let (mixture, target, seed) = (&self.mixture, self.target, self.seed);
-        let mut redraw = || {
+        let mut redraw = |b: &Batch| {
             let mut n = noise.clone();
-            redraw_noise(mixture, &b, &mut n, target, seed, step)
+            redraw_noise(mixture, b, &mut n, target, seed, step)
         };
-        let choice = sel.choose(&self.learner, &b, &mut redraw, seed, step, c)?;
-        let Choice {
-            indices,
-            selecting,
-            scored,
-        } = choice;
-        Ok(Chosen {
-            batch: match indices {
-                Some(idx) => b.subset(&idx),
-                None => b,
+        let len = b.len();
+        choose_rows(
+            self.selection.as_mut(),
+            &Weights {
+                learner: &self.learner,
+                ema: false,
             },
-            scored,
-            selecting: Some(selecting),
-        })
+            &Weights {
+                learner: &self.learner,
+                ema: true,
+            },
+            b,
+            len,
+            &mut redraw,
+            Batch::subset,
+            seed,
+            step,
+            c,
+        )
     }
 
     fn len(b: &Batch) -> usize {
@@ -155,14 +162,7 @@ impl Task for ToyTask {
     }
 
     fn restore_state(&mut self, extra: &serde_json::Value, dir: &Path) -> Result<()> {
-        if let (Some(sel), Some(sw)) = (self.selection.as_mut(), extra.get("switch")) {
-            sel.switch = serde_json::from_value(sw.clone()).map_err(|e| Error::BadCheckpoint {
-                path: dir.to_path_buf(),
-                why: format!("malformed selection state: {e}"),
-                hint: String::new(),
-            })?;
-        }
-        Ok(())
+        restore_switch(self.selection.as_mut(), extra, dir)
     }
 }
 
