@@ -8,7 +8,7 @@
 //! floor, with the buffer b = `data.window_buffer` ≥ 1) or σ < σ_max (below its locality
 //! ceiling, "crops"). Examples the file does not name are clean: (0, 0), admitted at every
 //! σ > 0. The sampler draws σ first and then walks the shuffled examples to the first one
-//! that admits it ([`crate::train::image::windowed_batch`]), so the marginal of σ stays the
+//! that admits it (the image batches of the training loop), so the marginal of σ stays the
 //! noise schedule's.
 
 use std::collections::HashMap;

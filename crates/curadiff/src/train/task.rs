@@ -2,12 +2,26 @@
 //!
 //! A task owns a learner (toy MLP on either engine, or the image U-Net on either engine) and
 //! its data, and answers the loop's questions in the loop's order: the super-batch of a step,
-//! which of its rows to train on (the selection seam), with which loss weights (the
-//! reweighting seam, [`crate::curation::reweighter`]), one optimiser step on the chosen rows,
-//! the EMA, the per-example x0-errors the noise schedule observes, evaluation at intervals,
-//! and its parameters and state for checkpoints. Everything else (resume, budgets in images,
-//! seconds and snapshots, phases and their seconds, stats, checkpoints, the noise schedule and
-//! its state, the NaN guard) lives once in the loop.
+//! which of its rows to train on, with which loss weights, one optimiser step on the chosen
+//! rows, the EMA, the per-example x0-errors the noise schedule observes, evaluation at
+//! intervals, and its parameters and state for checkpoints. Everything else (resume, budgets
+//! in images, seconds and snapshots, phases and their seconds, stats, checkpoints, the noise
+//! schedule and its state, the NaN guard) lives once in the loop.
+//!
+//! The seams a curation method plugs into, each typed and tested where it acts on a step:
+//! - **examples**: stable ids and a content fingerprint ([`crate::data::fingerprint`]),
+//!   recorded in the run's config and checked on resume;
+//! - **subset**: `data.subset` ([`crate::data::subset`]), refused on a fingerprint mismatch;
+//! - **noise windows**: `data.windows` ([`crate::data::windows`]) with the noise-first walk
+//!   of [`super::image_batch::draw_batch`];
+//! - **targets**: per-example training pairs ([`crate::curation::targets::Targets`]);
+//! - **weights**: per-example loss weights ([`crate::curation::reweighter::Reweighter`]),
+//!   scaled to mean 1 by the loop (phase `reweight`);
+//! - **reference losses**: any model's per-example losses on the learner's own (x, σ, noise)
+//!   ([`super::scorer::Scorer`]), used by the selection seam ([`Task::choose`],
+//!   [`super::select`], phases `score` and `select`);
+//! - **curation seconds**: offline work that produced the data (subset, windows) is booked
+//!   to the `curate` phase, so equal-seconds comparisons pay for it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
