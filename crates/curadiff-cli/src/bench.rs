@@ -1,7 +1,10 @@
 //! `curadiff bench`: the speed benchmarks (`curadiff::bench::speed`) and grids
-//! (`curadiff::bench::grid`), printed as JSON lines.
+//! (`curadiff::bench::grid`, sharded and merged by `curadiff::bench::shard`), printed as
+//! JSON lines.
 
 use anyhow::Result;
+use curadiff::bench::{grid::Grid, report, shard};
+use std::path::Path;
 use std::time::Instant;
 
 /// Times `steps` training steps of `name` (with `sets` overrides); prints one JSON line.
@@ -10,32 +13,76 @@ pub fn speed(name: &str, steps: u64, sets: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs a grid file into `out` and writes its report.
-pub fn grid(file: &std::path::Path, out: &std::path::Path) -> Result<()> {
-    let g = curadiff::bench::grid::Grid::load(file)?;
+/// Runs a grid file into `out` and writes its report; with `shard` (`i/N`), runs only that
+/// shard's cells into its own results file (no report); with `report_only`, runs nothing
+/// and merges the results files of `out` into `results.jsonl` and the report.
+pub fn grid(file: &Path, out: &Path, shard_spec: Option<&str>, report_only: bool) -> Result<()> {
+    let shard = shard_spec.map(shard::Shard::parse).transpose()?;
+    let g = Grid::load(file)?;
     let cells = g.arms.len() * g.seeds.len();
-    eprintln!(
-        "grid {}: {} arms × {} seeds = {cells} cells",
-        file.display(),
-        g.arms.len(),
-        g.seeds.len()
-    );
     let t = Instant::now();
-    let (ran, skipped, failed) =
-        curadiff::bench::grid::run_grid(&g, out, &mut |m| eprintln!("{m}"))?;
+    if !report_only {
+        let of = shard.map_or(String::new(), |s| format!(", shard {s}"));
+        eprintln!(
+            "grid {}: {} arms × {} seeds = {cells} cells{of}",
+            file.display(),
+            g.arms.len(),
+            g.seeds.len()
+        );
+    }
+    let (ran, skipped, failed) = if report_only {
+        (0, 0, 0)
+    } else {
+        curadiff::bench::grid::run_grid(&g, out, shard.as_ref(), &mut |m| eprintln!("{m}"))?
+    };
+    if let Some(s) = shard {
+        println!(
+            "{}",
+            serde_json::json!({
+                "cells": cells, "shard": s.to_string(), "ran": ran, "skipped": skipped,
+                "failed": failed, "seconds": t.elapsed().as_secs_f64(),
+                "results": shard::results_file(out, Some(&s)),
+            })
+        );
+        eprintln!(
+            "when every shard is done: curadiff bench --grid {} --out {} --report",
+            file.display(),
+            out.display()
+        );
+        if failed > 0 {
+            anyhow::bail!("{failed} cells of shard {s} failed; see its results file");
+        }
+        return Ok(());
+    }
+    let m = shard::merge(&g, out)?;
     let arms: Vec<String> = g.arms.iter().map(|a| a.name.clone()).collect();
-    curadiff::bench::report::write_report(out, &arms, &g.targets)?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "cells": cells, "ran": ran, "skipped": skipped, "failed": failed,
-            "seconds": t.elapsed().as_secs_f64(),
-            "report": out.join("report.md"),
-        })
-    );
-    if failed > 0 {
+    report::write_report(out, &arms, &g.targets)?;
+    let names = |cs: &[shard::Cell]| -> Vec<String> {
+        cs.iter().map(|(a, s)| format!("{a} seed {s}")).collect()
+    };
+    let mut summary = serde_json::json!({
+        "cells": cells, "complete": m.complete, "failed": m.failed.len(),
+        "missing": names(&m.missing), "files": m.files,
+        "report": out.join("report.md"),
+    });
+    if !report_only {
+        summary["ran"] = ran.into();
+        summary["skipped"] = skipped.into();
+        summary["seconds"] = t.elapsed().as_secs_f64().into();
+    }
+    println!("{summary}");
+    if !m.missing.is_empty() {
+        eprintln!(
+            "{} of {cells} cells have no results yet: {}",
+            m.missing.len(),
+            names(&m.missing).join(", ")
+        );
+    }
+    if !m.failed.is_empty() {
         anyhow::bail!(
-            "{failed} of {cells} cells failed; see {}",
+            "{} of {cells} cells failed ({}); see {}",
+            m.failed.len(),
+            names(&m.failed).join(", "),
             out.join("report.md").display()
         );
     }

@@ -124,7 +124,8 @@ enum Command {
         guide_preset: String,
     },
     /// Benchmarks: `--speed PRESET` times training steps split into data and model;
-    /// `--grid FILE.toml --out DIR` runs an equal-budget grid of arms × seeds (resumable).
+    /// `--grid FILE.toml --out DIR` runs an equal-budget grid of arms × seeds (resumable;
+    /// `--shard i/N` runs a share of it, `--report` merges the shards' results).
     Bench {
         /// Preset to time (`classifier`: the Fashion-MNIST feature classifier).
         #[arg(long, conflicts_with = "grid")]
@@ -135,6 +136,13 @@ enum Command {
         /// Output folder of the grid: results.jsonl, report.md, plots.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run only shard i of N of the grid's cells (1-based, e.g. 2/4) into its own
+        /// results file of --out; merge them with --report (docs/slurm-grid.sh).
+        #[arg(long, requires = "grid", value_name = "i/N")]
+        shard: Option<String>,
+        /// Run nothing: merge the results files of --out and write the report.
+        #[arg(long, requires = "grid", conflicts_with = "shard")]
+        report: bool,
         /// Training steps to time (after 3 warm-up steps).
         #[arg(long, default_value_t = 64)]
         steps: u64,
@@ -495,11 +503,13 @@ fn execute(cli: Cli) -> Result<()> {
             speed,
             grid,
             out,
+            shard,
+            report,
             steps,
             sets,
         } => match (speed, grid, out) {
             (Some(p), _, _) => bench::speed(&p, steps, &sets)?,
-            (None, Some(g), Some(o)) => bench::grid(&g, &o)?,
+            (None, Some(g), Some(o)) => bench::grid(&g, &o, shard.as_deref(), report)?,
             _ => anyhow::bail!(curadiff::Error::Config(
                 "bench needs --speed PRESET or --grid FILE.toml --out DIR".into()
             )),

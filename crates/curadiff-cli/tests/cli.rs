@@ -664,6 +664,145 @@ set = ["select.method=jest", "select.filter_ratio=0.75", "select.chunks=4", "sel
     );
 }
 
+/// A grid of two tiny toy cells (one seed), as in `bench_grid_of_two_tiny_cells…`.
+const TINY_GRID: &str = r#"
+seeds = [0]
+guidance = 3.0
+samples = 1000
+eval_samples = 500
+set = ["model.width=16", "train.batch=256", "train.duration_nimg=20480"]
+[guide]
+preset = "toy-guide"
+set = ["model.width=8", "train.duration_nimg=2560"]
+[budgets]
+nimg = [1024, 2048]
+[[arm]]
+name = "full"
+[[arm]]
+name = "ajest"
+set = ["select.method=jest", "select.filter_ratio=0.75", "select.chunks=4", "select.reference={guide}"]
+"#;
+
+/// The rows of a results file without the wall-clock fields (`seconds` by phase).
+fn deterministic_rows(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn bench_grid_killed_mid_cell_and_rerun_ends_with_the_uninterrupted_results() {
+    let t = TempDir::new("grid-kill");
+    let grid = t.join("grid.toml");
+    std::fs::write(&grid, TINY_GRID).unwrap();
+    let args = |out: &Path| {
+        let a = [
+            "bench",
+            "--grid",
+            grid.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.map(String::from)
+    };
+    let a = t.join("a");
+    let o = curadiff().args(args(&a)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = deterministic_rows(&a.join("results.jsonl"));
+    assert_eq!(reference.len(), 6);
+    assert!(reference
+        .iter()
+        .all(|r| r["exact_loss"].as_f64().unwrap() > 0.0));
+
+    // SIGKILL once the first cell's lines are written and the second cell has trained to
+    // its first budget snapshot: mid-cell.
+    let b = t.join("b");
+    let mut child = curadiff()
+        .args(args(&b))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let results = b.join("results.jsonl");
+    loop {
+        if std::fs::read_to_string(&results).is_ok_and(|s| !s.is_empty())
+            && b.join("cells/ajest/seed-0/snapshots").is_dir()
+        {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("grid finished ({status}) before it could be killed");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no results appeared"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let killed = deterministic_rows(&results);
+    assert_eq!(
+        killed,
+        reference[..3],
+        "the kill must fall in the second cell"
+    );
+    assert!(!b.join("cells/ajest/seed-0/done.json").exists());
+    // As if the kill had also torn a write: half of the second cell's last line.
+    let last = std::fs::read_to_string(a.join("results.jsonl")).unwrap();
+    let last = last.lines().nth(5).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&results)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &last.as_bytes()[..last.len() / 2]).unwrap();
+    drop(f);
+
+    let o = curadiff().args(args(&b)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("torn last line"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("[2/2] ajest seed 0"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["ran"].as_u64(), v["skipped"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(deterministic_rows(&results), reference);
+
+    // --report runs nothing: it merges what is there and says nothing is missing.
+    let mut a = args(&b).to_vec();
+    a.push("--report".to_string());
+    let o = curadiff().args(a).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["complete"].as_u64(), v["ran"].as_u64()), (Some(2), None));
+    assert_eq!(v["missing"], serde_json::json!([]));
+    assert_eq!(deterministic_rows(&results), reference);
+    assert!(std::fs::read_to_string(b.join("report.md"))
+        .unwrap()
+        .contains("| ajest |"));
+
+    // Bad shard specs are named, with the form to use.
+    for bad in ["3/2", "0/0", "x/2"] {
+        let mut a = args(&b).to_vec();
+        a.extend(["--shard".to_string(), bad.to_string()]);
+        let o = curadiff().args(a).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&o).contains(&format!("--shard '{bad}'")),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
 /// The committed 200-image Fashion-MNIST fixture (train and test files).
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../curadiff/tests/data/fmnist-fixture")

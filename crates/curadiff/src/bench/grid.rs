@@ -1,6 +1,8 @@
-//! `curadiff bench --grid FILE.toml --out DIR`: runs every arm × seed cell (resumable: a cell
-//! with a `done.json` is skipped; a failed cell is recorded and the rest go on), evaluates
-//! each budget snapshot and appends one line per (cell, snapshot) to `results.jsonl`.
+//! `curadiff bench --grid FILE.toml --out DIR`: runs every arm × seed cell (or one shard's
+//! share, `bench::shard`), evaluates each budget snapshot and appends one line per (cell,
+//! snapshot) to the run's results file. Resumable: a cell complete in a results file of
+//! `DIR` is skipped, a cell cut by a kill runs again (its training resumes), and a failed
+//! cell is recorded, the rest go on, and it is tried again on the next run.
 //!
 //! Toy grids evaluate the exact toy metrics, unguided and autoguided by a guide trained once
 //! per seed. Image grids (every arm an image preset) evaluate class-conditional EMA samples
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::shard::{self, Shard};
 use crate::data::images::{self, ImageSet, Split};
 use crate::diffusion::guidance::Guided;
 use crate::error::{Error, Result};
@@ -326,95 +329,90 @@ pub enum ResultLine {
     },
 }
 
-/// Runs the grid into `out`; `note` receives progress lines. Returns (cells run now, cells
-/// skipped as done, cells failed).
+/// Runs the grid (or one shard of it) into `out`; `note` receives progress lines. Returns
+/// (cells run now, cells skipped as done, cells failed) among the cells of the shard.
 pub fn run_grid(
     grid: &Grid,
     out: &Path,
+    shard: Option<&Shard>,
     note: &mut dyn FnMut(&str),
 ) -> Result<(usize, usize, usize)> {
     crate::fsutil::create_dir(out)?;
-    let results = out.join("results.jsonl");
-    let total = grid.arms.len() * grid.seeds.len();
+    let results = shard::results_file(out, shard);
+    let done = shard::prepare(out, shard, note)?;
+    let mine: Vec<(&Arm, u64)> = grid
+        .seeds
+        .iter()
+        .flat_map(|&s| grid.arms.iter().map(move |a| (a, s)))
+        .enumerate()
+        .filter(|(k, _)| shard.is_none_or(|sh| sh.owns(*k)))
+        .map(|(_, c)| c)
+        .collect();
+    let total = mine.len();
     let started = Instant::now();
     let (mut ran, mut skipped, mut failed) = (0, 0, 0);
-    let image_ref = if grid.is_images()? {
+    let todo = |a: &Arm, s: u64| !done.contains(&(a.name.clone(), s));
+    let image_ref = if grid.is_images()? && mine.iter().any(|&(a, s)| todo(a, s)) {
         Some(ImageRef::load(&grid.images)?)
     } else {
         None
     };
-    for &seed in &grid.seeds {
+    let tag = shard.map_or("all".to_string(), |s| format!("{}-of-{}", s.index, s.count));
+    let mut guided: Vec<u64> = Vec::new();
+    for &(arm, seed) in &mine {
+        if !todo(arm, seed) {
+            skipped += 1;
+            continue;
+        }
         let guide_dir = out.join("guides").join(format!("seed-{seed}"));
-        if let Some(guide) = &grid.guide {
+        if let (Some(guide), false) = (&grid.guide, guided.contains(&seed)) {
             let mut g = preset(&guide.preset)?
                 .with_overrides(&grid.set)?
                 .with_overrides(&guide.set)?;
             g.seed = seed;
-            crate::trainjob::train(&guide_dir, &g, &mut Quiet)?;
+            shard::ensure_guide(&guide_dir, &g, &tag)?;
+            guided.push(seed);
         }
-        for arm in &grid.arms {
-            let cell = out
-                .join("cells")
-                .join(&arm.name)
-                .join(format!("seed-{seed}"));
-            if cell.join("done.json").exists() {
-                skipped += 1;
-                continue;
+        let cell = out
+            .join("cells")
+            .join(&arm.name)
+            .join(format!("seed-{seed}"));
+        let t = Instant::now();
+        let result = match &image_ref {
+            Some(r) => run_image_cell(grid, arm, seed, &cell, r),
+            None => run_cell(grid, arm, seed, &cell, &guide_dir),
+        };
+        match result {
+            Ok(points) => {
+                let lines: Vec<ResultLine> = points
+                    .into_iter()
+                    .map(|p| ResultLine::Point(Box::new(p)))
+                    .collect();
+                shard::append_cell(&results, &lines)?;
+                crate::fsutil::write_atomic(&cell.join("done.json"), b"{}")?;
+                ran += 1;
             }
-            let t = Instant::now();
-            let result = match &image_ref {
-                Some(r) => run_image_cell(grid, arm, seed, &cell, r),
-                None => run_cell(grid, arm, seed, &cell, &guide_dir),
-            };
-            match result {
-                Ok(points) => {
-                    for p in points {
-                        append(&results, &ResultLine::Point(Box::new(p)))?;
-                    }
-                    crate::fsutil::write_atomic(&cell.join("done.json"), b"{}")?;
-                    ran += 1;
-                }
-                Err(e) => {
-                    append(
-                        &results,
-                        &ResultLine::Failed {
-                            arm: arm.name.clone(),
-                            seed,
-                            error: e.to_string(),
-                        },
-                    )?;
-                    failed += 1;
-                    note(&format!("cell {} seed {seed} failed: {e}", arm.name));
-                }
+            Err(e) => {
+                let line = ResultLine::Failed {
+                    arm: arm.name.clone(),
+                    seed,
+                    error: e.to_string(),
+                };
+                shard::append_cell(&results, &[line])?;
+                failed += 1;
+                note(&format!("cell {} seed {seed} failed: {e}", arm.name));
             }
-            let done = ran + skipped + failed;
-            let per_cell = started.elapsed().as_secs_f64() / (ran + failed).max(1) as f64;
-            note(&format!(
-                "[{done}/{total}] {} seed {seed}: {:.1} s; eta {:.0} s",
-                arm.name,
-                t.elapsed().as_secs_f64(),
-                per_cell * (total - done) as f64
-            ));
         }
+        let done = ran + skipped + failed;
+        let per_cell = started.elapsed().as_secs_f64() / (ran + failed).max(1) as f64;
+        note(&format!(
+            "[{done}/{total}] {} seed {seed}: {:.1} s; eta {:.0} s",
+            arm.name,
+            t.elapsed().as_secs_f64(),
+            per_cell * (total - done) as f64
+        ));
     }
     Ok((ran, skipped, failed))
-}
-
-fn append(path: &Path, line: &ResultLine) -> Result<()> {
-    use std::io::Write;
-    let text = serde_json::to_string(line).map_err(|e| Error::Model(e.to_string()))?;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-    writeln!(f, "{text}").map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
 }
 
 fn run_cell(

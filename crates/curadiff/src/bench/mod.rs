@@ -4,4 +4,5 @@
 pub mod grid;
 pub mod image_speed;
 pub mod report;
+pub mod shard;
 pub mod speed;
