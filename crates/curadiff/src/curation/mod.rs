@@ -4,6 +4,7 @@
 //! pairs) and the methods that plug into them.
 pub mod ambient;
 pub mod jest;
+pub mod reweight;
 pub mod reweighter;
 pub mod schedule;
 pub mod select_config;

@@ -2,7 +2,8 @@
 //!
 //! A [`Reweighter`] sees the step's examples (stable ids, true labels, σ) before the step and
 //! gives each a weight ≥ 0; after the step it observes the per-example losses it weighted
-//! (DRO-style methods update from them). The loop scales the weights to mean 1 over the batch
+//! (DRO-style methods update from them, with a reference model's losses on the same
+//! (x, σ, noise)). The loop scales the weights to mean 1 over the batch
 //! ([`mean_one`]), so a reweighter changes the mix of examples, never the learning rate. Its
 //! state goes into the checkpoint, so resume stays bit-identical.
 
@@ -24,8 +25,28 @@ pub trait Reweighter {
     /// The weights of the examples of `b` for this step (any scale; the loop normalises).
     fn weights(&mut self, b: &Examples) -> Vec<f32>;
 
-    /// The per-example losses the step measured on `b` (before its update).
-    fn observe(&mut self, _b: &Examples, _losses: &[f32]) {}
+    /// Whether [`Reweighter::observe`] needs a reference model's losses.
+    fn needs_reference(&self) -> bool {
+        false
+    }
+
+    /// The per-example losses the step measured on `b` (before its update), and a reference
+    /// model's on the same (x, σ, noise) when [`Reweighter::needs_reference`]. Returns a
+    /// warning for the run's log, e.g. when an update was refused.
+    fn observe(
+        &mut self,
+        _b: &Examples,
+        _losses: &[f32],
+        _reference: Option<&[f32]>,
+    ) -> Option<String> {
+        None
+    }
+
+    /// The current per-class weights when they change during training (for the run's
+    /// history); `None` for fixed weights.
+    fn history(&self) -> Option<Vec<f64>> {
+        None
+    }
 
     /// State to keep in the checkpoint.
     fn state(&self) -> serde_json::Value {

@@ -4,6 +4,7 @@
 //! A run directory stores the resolved config as `config.toml` before step 0; re-running with
 //! the same config resumes, a different one is refused.
 
+use crate::curation::reweight::config::ReweightConfig;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{Error, Result};
 use crate::models::mlp::MlpConfig;
@@ -166,6 +167,9 @@ pub struct RunConfig {
     /// Online batch selection (`method = "none"` trains on every example).
     #[serde(default)]
     pub select: crate::curation::select_config::SelectConfig,
+    /// Adaptive class weights (DRO); left out of config.toml at its defaults.
+    #[serde(default, skip_serializing_if = "ReweightConfig::is_default")]
+    pub reweight: ReweightConfig,
     pub sampler: SamplerConfig,
 }
 
@@ -255,6 +259,43 @@ impl RunConfig {
         }
         if !(self.data.window_buffer.is_finite() && self.data.window_buffer >= 1.0) {
             return Err(invalid("data.window_buffer", "must be finite and ≥ 1"));
+        }
+        let r = &self.reweight;
+        match r.method.as_str() {
+            "none" => {}
+            "dro" => {
+                if !self.data.is_images() {
+                    return Err(invalid(
+                        "reweight.method",
+                        "DRO reweights the classes of image data; the toy has none",
+                    ));
+                }
+                if r.reference.trim().is_empty() {
+                    return Err(invalid(
+                        "reweight.reference",
+                        "DRO needs a reference run directory (a model trained on the full data)",
+                    ));
+                }
+                if !self.train.class_weights.is_empty() {
+                    return Err(invalid(
+                        "reweight.method",
+                        "DRO and train.class_weights both weigh classes; use one (frozen DRO \
+                         weights go in train.class_weights with reweight.method=none)",
+                    ));
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "reweight.method",
+                    format!("'{other}' is not a reweighting method (none, dro)"),
+                ))
+            }
+        }
+        if !(r.eta.is_finite() && r.eta > 0.0) {
+            return Err(invalid("reweight.eta", "must be finite and > 0"));
+        }
+        if !(0.0..=1.0).contains(&r.smoothing) {
+            return Err(invalid("reweight.smoothing", "must be in [0, 1]"));
         }
         // Checked for every data kind: the toy ignores it, but NaN or infinity is a typo.
         finite("data.imbalance_ratio", self.data.imbalance_ratio)?;
@@ -363,6 +404,13 @@ impl RunConfig {
             ),
             ("train", "class_weights", toml::Value::Array(Vec::new())),
         ];
+        if let Some(top) = value.as_table_mut() {
+            if !top.contains_key("reweight") {
+                let d = toml::Value::try_from(ReweightConfig::default())
+                    .map_err(|e| Error::Config(format!("cannot represent config: {e}")))?;
+                top.insert("reweight".into(), d);
+            }
+        }
         for (section, key, default) in omitted {
             if let Some(t) = value.get_mut(section).and_then(toml::Value::as_table_mut) {
                 t.entry(key).or_insert(default);

@@ -13,11 +13,13 @@ pub use super::image_data::{
     check_fits, pool, reference_set, training_data, training_set, TrainingData,
 };
 use super::optim::Adam;
+use super::reweight_log;
 use super::run::{claim, crossed, run_task, Counters, Observer, Outcome, RunDir};
 use super::scorer::{FrozenImage, Scorer, Weights};
 use super::select::{choose_rows, restore_switch, OnlineSelection};
 use super::task::{Chosen, Groups, Task};
 use crate::curation::ambient::target::Ambient;
+use crate::curation::reweight::dro::Dro;
 use crate::curation::reweighter::{ClassWeights, Examples, Reweighter};
 use crate::curation::targets::{Clean, Targets};
 use crate::data::images::ImageSet;
@@ -137,6 +139,11 @@ pub struct ImageTask<'a> {
     /// The windowed walk's position in the shuffled epochs (saved in checkpoints).
     cursor: u64,
     selection: Option<OnlineSelection<ImageBatch>>,
+    /// The reweighter's reference model, when it needs one.
+    reweight_reference: Option<Box<dyn Scorer<ImageBatch>>>,
+    /// Reweighter updates so far, and the run directory their history goes to.
+    reweight_updates: u64,
+    run_dir: std::path::PathBuf,
 }
 
 impl<'a> ImageTask<'a> {
@@ -144,13 +151,25 @@ impl<'a> ImageTask<'a> {
     /// relative selection reference.
     pub fn new(cfg: &'a RunConfig, data: TrainingData, run_dir: &Path) -> Result<Self> {
         let TrainingData { set, windows, .. } = data;
-        let reweighter: Option<Box<dyn Reweighter>> = if cfg.train.class_weights.is_empty() {
+        let reweighter: Option<Box<dyn Reweighter>> = if cfg.reweight.is_dro() {
+            let r = &cfg.reweight;
+            Some(Box::new(Dro::new(set.num_classes, r.eta, r.smoothing)?))
+        } else if cfg.train.class_weights.is_empty() {
             None
         } else {
             Some(Box::new(ClassWeights::new(
                 &cfg.train.class_weights,
                 set.num_classes,
             )?))
+        };
+        let reweight_reference = match &reweighter {
+            Some(r) if r.needs_reference() => Some(frozen_reference(
+                &cfg.reweight.reference,
+                run_dir,
+                "reweight.reference",
+                &set,
+            )?),
+            _ => None,
         };
         Ok(Self {
             learner: learner(cfg)?,
@@ -167,6 +186,9 @@ impl<'a> ImageTask<'a> {
                 let (_, reference, _) = load(path, None)?;
                 Ok(Box::new(FrozenImage(reference)) as Box<dyn Scorer<ImageBatch>>)
             })?,
+            reweight_reference,
+            reweight_updates: 0,
+            run_dir: run_dir.to_path_buf(),
         })
     }
 
@@ -261,9 +283,9 @@ impl Task for ImageTask<'_> {
         Ok(self.reweighter.as_mut().map(|r| r.weights(&view)))
     }
 
-    fn observe_losses(&mut self, b: &ImageBatch, losses: &Losses) {
+    fn observe_losses(&mut self, b: &ImageBatch, losses: &Losses) -> Result<Option<String>> {
         if self.reweighter.is_none() {
-            return;
+            return Ok(None);
         }
         let (ids, labels) = self.examples(b);
         let view = Examples {
@@ -271,9 +293,20 @@ impl Task for ImageTask<'_> {
             labels: &labels,
             sigma: &b.sigma,
         };
-        if let Some(r) = self.reweighter.as_mut() {
-            r.observe(&view, &losses.weighted);
+        // The reference scores the very (x, σ, noise) the learner just trained on.
+        let reference = match &self.reweight_reference {
+            Some(s) => Some(s.losses(b)?),
+            None => None,
+        };
+        let Some(r) = self.reweighter.as_mut() else {
+            return Ok(None);
+        };
+        let warning = r.observe(&view, &losses.weighted, reference.as_deref());
+        if let Some(h) = r.history() {
+            self.reweight_updates += 1;
+            reweight_log::append(&self.run_dir, self.reweight_updates, &h)?;
         }
+        Ok(warning)
     }
 
     fn step(&mut self, b: &ImageBatch, weights: Option<&[f32]>, lr: f64) -> Result<Losses> {
@@ -310,6 +343,9 @@ impl Task for ImageTask<'_> {
         let mut m = serde_json::Map::new();
         if let Some(r) = &self.reweighter {
             m.insert("reweighter".into(), r.state());
+            if r.history().is_some() {
+                m.insert("reweight_updates".into(), self.reweight_updates.into());
+            }
         }
         if self.windows.is_some() {
             m.insert("window_cursor".into(), self.cursor.into());
@@ -332,6 +368,18 @@ impl Task for ImageTask<'_> {
             })?;
         }
         restore_switch(self.selection.as_mut(), extra, dir)?;
+        if self
+            .reweighter
+            .as_ref()
+            .is_some_and(|r| r.history().is_some())
+        {
+            // The history keeps the updates of the checkpoint (none for a fresh run).
+            self.reweight_updates = extra
+                .get("reweight_updates")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            reweight_log::truncate(&self.run_dir, self.reweight_updates)?;
+        }
         // A fresh run's extra is empty: the walk starts at 0.
         if let (Some(_), Some(v)) = (&self.windows, extra.get("window_cursor")) {
             self.cursor = v.as_u64().ok_or_else(|| Error::BadCheckpoint {
@@ -346,6 +394,27 @@ impl Task for ImageTask<'_> {
     fn load_groups(&mut self, g: &Groups, step: u64) -> Result<()> {
         self.learner.load_groups(g, step)
     }
+}
+
+/// A frozen reference image run for `field` (a run directory, relative paths also against
+/// `run_dir`), scored with its EMA weights; it must take `set`'s images.
+fn frozen_reference(
+    dir: &str,
+    run_dir: &Path,
+    field: &str,
+    set: &ImageSet,
+) -> Result<Box<dyn Scorer<ImageBatch>>> {
+    let mut path = std::path::PathBuf::from(dir.trim());
+    if path.is_relative() && !path.exists() {
+        path = run_dir.join(&path);
+    }
+    let named = |e: Error| Error::InvalidValue {
+        field: field.into(),
+        why: format!("cannot load reference run {}: {e}", path.display()),
+    };
+    let (rcfg, reference, _) = load(&path, None).map_err(named)?;
+    check_fits(set, unet_of(&rcfg).map_err(named)?, "the training data").map_err(named)?;
+    Ok(Box::new(FrozenImage(reference)))
 }
 
 /// Trains (or resumes) the image run in `dir`.
@@ -712,6 +781,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("select.reference"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// DRO class weights through the loop: the reference scores each trained batch, the
+    /// weights move away from uniform and are logged once per step (summing to 1), the time
+    /// goes to `reweight`, and a run killed after step 2 resumes to the same weights, the
+    /// same history and the same network.
+    #[test]
+    fn dro_reweighting_updates_class_weights_and_resumes_bit_identically() {
+        let dir = tmp("dro");
+        let mut cfg = tiny_cfg();
+        cfg.diffusion.schedule.kind = crate::diffusion::noise::ScheduleKind::Lognormal;
+        let reference = dir.join("reference");
+        train(&reference, &cfg, &mut Quiet).unwrap();
+        let mut c = cfg.clone();
+        c.reweight.method = "dro".into();
+        c.reweight.reference = reference.display().to_string();
+        c.reweight.eta = 5.0;
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let o = train(&a, &c, &mut Quiet).unwrap();
+        assert!(o.counters.seconds["reweight"] > 0.0);
+        let history = reweight_log::read(&a).unwrap();
+        assert_eq!(history.len(), 4);
+        for w in &history {
+            assert_eq!(w.len(), 10);
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        let spread = |w: &[f64]| {
+            w.iter().cloned().fold(0.0, f64::max) - w.iter().cloned().fold(1.0, f64::min)
+        };
+        assert!(spread(&history[3]) > 1e-6, "{:?}", history[3]);
+        let groups = |d: &Path| load(d, None).unwrap().1.to_groups().unwrap();
+        assert_ne!(groups(&a), groups(&dir.join("reference")));
+        cut_after_step_2(&a, &b);
+        // A killed run may have logged past its checkpoint: the extra line is dropped.
+        std::fs::create_dir_all(b.join("reweight")).unwrap();
+        let full = std::fs::read_to_string(reweight_log::path(&a)).unwrap();
+        std::fs::write(reweight_log::path(&b), &full).unwrap();
+        assert_eq!(train(&b, &c, &mut Quiet).unwrap().resumed_from, Some(2));
+        assert_eq!(groups(&a), groups(&b));
+        assert_eq!(
+            std::fs::read_to_string(reweight_log::path(&b)).unwrap(),
+            full
+        );
+        // Bad input names its key.
+        let mut bad = c.clone();
+        bad.reweight.reference = String::new();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("reweight.reference"));
+        bad.reweight.reference = dir.join("nowhere").display().to_string();
+        let e = train(&dir.join("bad"), &bad, &mut Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reweight.reference"), "{e}");
+        bad = c.clone();
+        bad.train.class_weights = vec![1.0; 10];
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("reweight.method"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -15,6 +15,7 @@ pub mod noise_log;
 pub mod optim;
 pub mod params;
 pub mod presets;
+pub mod reweight_log;
 pub mod run;
 pub mod scorer;
 pub mod select;

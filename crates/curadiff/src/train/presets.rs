@@ -149,6 +149,7 @@ fn toy() -> RunConfig {
             sample_every_nimg: 0,
         },
         select: Default::default(),
+        reweight: Default::default(),
         sampler: SamplerConfig {
             steps: 32,
             sigma_min: 0.002,

@@ -294,8 +294,12 @@ pub fn run_task<T: Task>(
         c.add("train", t);
         if weights.is_some() {
             let t = Instant::now();
-            task.observe_losses(sub, &losses);
+            let warning = task.observe_losses(sub, &losses)?;
             c.add("reweight", t);
+            if let Some(w) = warning {
+                obs.note(&w);
+                super::noise_log::warn(&run.root, c.step, &w)?;
+            }
         }
 
         // Noise schedule: observe the per-example x0-errors; adaptive schedules refresh π.

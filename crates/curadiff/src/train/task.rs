@@ -82,8 +82,11 @@ pub trait Task {
         Ok(None)
     }
 
-    /// The per-example losses the step measured on `b`, for the reweighter.
-    fn observe_losses(&mut self, _b: &Self::Batch, _losses: &Losses) {}
+    /// The per-example losses the step measured on `b`, for the reweighter; a warning for
+    /// the run's log, if any.
+    fn observe_losses(&mut self, _b: &Self::Batch, _losses: &Losses) -> Result<Option<String>> {
+        Ok(None)
+    }
 
     /// One optimiser step on the mean of `weights`ᵢ·lossᵢ over `b` (`None`: all 1) at
     /// learning rate `lr`; the unweighted per-example losses before the step.
