@@ -326,3 +326,68 @@ pub fn write_run_report(root: &Path) -> Result<PathBuf> {
     crate::fsutil::write_atomic(&path, page(&title, &blocks, &prov).as_bytes())?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::presets::preset;
+
+    fn line(step: u64, loss: f64) -> StatsLine {
+        StatsLine {
+            step,
+            nimg: step * 256,
+            nimg_scored: step * 512,
+            loss,
+            lr: 0.01,
+            seconds: [("data", 0.5 * step as f64), ("train", 1.5 * step as f64)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .chain([("total".to_string(), 2.0 * step as f64)])
+                .collect(),
+            sigma_q: [0.1, 1.0, 4.0],
+            selection: Some(true),
+        }
+    }
+
+    #[test]
+    fn run_report_shows_the_stats_and_refuses_bad_input() {
+        let root = std::env::temp_dir().join(format!("curadiff-run-report-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // Not a directory, then no config, then no stats: each error names the path and the fix.
+        let err = write_run_report(&root).unwrap_err().to_string();
+        assert!(err.contains(&root.display().to_string()) && err.contains("curadiff train"));
+        std::fs::create_dir_all(&root).unwrap();
+        let err = write_run_report(&root).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        let cfg = preset("toy").unwrap().to_toml().unwrap();
+        std::fs::write(root.join("config.toml"), &cfg).unwrap();
+        let err = write_run_report(&root).unwrap_err().to_string();
+        assert!(
+            err.contains("stats.jsonl") && err.contains("curadiff train"),
+            "{err}"
+        );
+        let text: String = (1..=30)
+            .map(|s| serde_json::to_string(&line(s, 1.0 / s as f64)).unwrap() + "\n")
+            .collect();
+        std::fs::write(root.join("stats.jsonl"), text).unwrap();
+        let path = write_run_report(&root).unwrap();
+        let html = std::fs::read_to_string(path).unwrap();
+        assert_eq!(html.matches("<svg").count(), 4);
+        // The last interval in full: step 30, 7680 images, loss 1/30, 60 s.
+        let n = |v: &str| format!("<td class=\"n\">{v}</td>");
+        let last: String = [
+            "30", "7680", "15360", "0.0333", "0.0100", "0.1000", "1.0000",
+        ]
+        .iter()
+        .map(|v| n(v))
+        .collect();
+        assert!(html.contains(&last), "{last}");
+        assert!(html.contains(&n("60.0")));
+        assert!(html.contains("Logged intervals (20 of 30)"));
+        // Seconds by phase: data 15 of 60 s.
+        assert!(html.contains(&format!("<td>data</td>{}{}", n("15.00"), n("25.0 %"))));
+        assert!(html.contains("<td>seconds (training, all phases)</td><td>60.0</td>"));
+        assert!(html.contains(&super::super::report_html::escape(cfg.trim_end())));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
