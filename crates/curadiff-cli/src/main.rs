@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 mod bench;
 mod images;
+mod report;
 
 #[derive(Parser)]
 #[command(
@@ -168,6 +169,11 @@ enum Command {
         /// Retrain even if the file exists.
         #[arg(long)]
         force: bool,
+    },
+    /// Write RUN/report.html: a training run's curves, tables, pictures and provenance.
+    Report {
+        #[arg(long)]
+        run: PathBuf,
     },
 }
 
@@ -568,6 +574,7 @@ fn execute(cli: Cli) -> Result<()> {
                 "eval images needs --samples FILE.npy or --run RUN".into()
             )),
         },
+        Command::Report { run } => report::run(&run)?,
         Command::Presets => {
             for p in PRESETS {
                 println!("{:<12} {}", p.name, p.about);

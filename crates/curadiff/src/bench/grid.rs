@@ -338,6 +338,9 @@ pub fn run_grid(
     note: &mut dyn FnMut(&str),
 ) -> Result<(usize, usize, usize)> {
     crate::fsutil::create_dir(out)?;
+    let text =
+        toml::to_string(grid).map_err(|e| Error::Config(format!("cannot write the grid: {e}")))?;
+    crate::fsutil::write_atomic(&out.join(GRID_FILE), text.as_bytes())?;
     let results = shard::results_file(out, shard);
     let done = shard::prepare(out, shard, note)?;
     let mine: Vec<(&Arm, u64)> = grid
@@ -555,6 +558,9 @@ fn run_image_cell(
     each_point(grid, cell, &mut eval)?;
     Ok(points)
 }
+
+/// The grid as run, written into the output folder (the provenance of its report).
+pub const GRID_FILE: &str = "grid.toml";
 
 /// Where a grid's outputs go.
 pub fn results_path(out: &Path) -> PathBuf {

@@ -1,8 +1,13 @@
 //! Equal-budget comparisons: a grid of arms × seeds, each trained with weight snapshots at
 //! fixed budget points (images trained, seconds), evaluated unguided and autoguided, and
-//! summarised as a report with plots; and the speed benchmarks.
+//! summarised as a report (Markdown and self-contained HTML) with plots; the HTML report of
+//! a single run; and the speed benchmarks.
+pub mod doc;
 pub mod grid;
 pub mod image_speed;
 pub mod report;
+pub mod report_cells;
+pub mod report_html;
+pub mod run_report;
 pub mod shard;
 pub mod speed;
