@@ -1,0 +1,236 @@
+//! The command line: subcommands and their options.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "curadiff",
+    version,
+    about = "Diffusion training with data curation, measured at equal cost"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train (or resume) a run: re-running the same command resumes from the newest checkpoint.
+    Train {
+        /// Preset name (see `curadiff presets`).
+        #[arg(long)]
+        preset: String,
+        /// Run directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Override a config field: --set train.batch=1024 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Seed of all random streams.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the resolved config and exit.
+        #[arg(long)]
+        dry_run: bool,
+        /// End the run after this many seconds of training (same as --set train.budget_seconds=S).
+        #[arg(long)]
+        budget_seconds: Option<f64>,
+        /// End the run after this many images trained on (same as --set train.budget_nimg=N).
+        #[arg(long)]
+        budget_nimg: Option<u64>,
+    },
+    /// Sample from a trained run, optionally autoguided by a second run.
+    Sample {
+        #[arg(long)]
+        run: PathBuf,
+        /// Guide run (a smaller or less-trained model of the same task).
+        #[arg(long, requires = "guidance")]
+        guide: Option<PathBuf>,
+        /// Guidance weight w (1 = no guidance).
+        #[arg(long, requires = "guide")]
+        guidance: Option<f64>,
+        /// Number of samples.
+        #[arg(long, default_value_t = 16_384)]
+        n: usize,
+        /// Sampling seed (sample i uses its own stream of this seed).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Use the raw weights instead of the EMA.
+        #[arg(long)]
+        raw: bool,
+        /// Output .npy: float32 [N, 2] for the toy; float32 [N, C, H, W] in [-1, 1] for
+        /// images (class labels beside it as OUT.labels.npy).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write a plot PNG here: the scatter plot (toy) or, for images, a near-square
+        /// grid of the first 256 samples at most (16×16), ordered by class.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Images: condition every sample on this class (default: sample i gets class
+        /// i mod classes).
+        #[arg(long)]
+        class: Option<usize>,
+        /// Images: unconditional samples from a class-conditional network.
+        #[arg(long, conflicts_with = "class")]
+        unconditional: bool,
+        /// Images: class-free guidance weight w (guide = the same network without the class).
+        #[arg(long, conflicts_with = "guide")]
+        cfg: Option<f64>,
+        /// Images: use this snapshot of the run (a folder name under RUN/snapshots).
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Evaluate samples (and optionally the model) and print JSON metrics.
+    Eval {
+        #[command(subcommand)]
+        what: EvalWhat,
+    },
+    /// The main job: train `toy` (or --main-preset) and `toy-guide`, sample unguided and
+    /// autoguided (w = 3), print exact metrics side by side and write plots.
+    Demo {
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        /// Training seeds, comma-separated; with more than one, each goes to OUT/seed-N and
+        /// a mean ± std table is printed.
+        #[arg(long, value_delimiter = ',', default_value = "0")]
+        seeds: Vec<u64>,
+        /// Samples per column.
+        #[arg(long, default_value_t = 163_840)]
+        n: usize,
+        #[arg(long, default_value_t = 3.0)]
+        guidance: f64,
+        /// Overrides for both runs (e.g. --set train.duration_nimg=...).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Overrides for the guide run only.
+        #[arg(long = "guide-set", value_name = "KEY=VALUE")]
+        guide_sets: Vec<String>,
+        /// Preset of the main model.
+        #[arg(long, default_value = "toy")]
+        main_preset: String,
+        /// Preset of the guide.
+        #[arg(long, default_value = "toy-guide")]
+        guide_preset: String,
+    },
+    /// Benchmarks: `--speed PRESET` times training steps split into data and model;
+    /// `--grid FILE.toml --out DIR` runs an equal-budget grid of arms × seeds (resumable;
+    /// `--shard i/N` runs a share of it, `--report` merges the shards' results).
+    Bench {
+        /// Preset to time (`classifier`: the Fashion-MNIST feature classifier).
+        #[arg(long, conflicts_with = "grid")]
+        speed: Option<String>,
+        /// Grid file (arms × seeds × budgets).
+        #[arg(long, requires = "out")]
+        grid: Option<PathBuf>,
+        /// Output folder of the grid: results.jsonl, report.md, plots.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run only shard i of N of the grid's cells (1-based, e.g. 2/4) into its own
+        /// results file of --out; merge them with --report (docs/slurm-grid.sh).
+        #[arg(long, requires = "grid", value_name = "i/N")]
+        shard: Option<String>,
+        /// Run nothing: merge the results files of --out and write the report.
+        #[arg(long, requires = "grid", conflicts_with = "shard")]
+        report: bool,
+        /// Training steps to time (after 3 warm-up steps).
+        #[arg(long, default_value_t = 64)]
+        steps: u64,
+        /// Override a config field of the timed preset: --set unet.engine=burn (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// List the presets and the results they reach.
+    Presets,
+    /// Train the Fashion-MNIST feature classifier of the image metrics (deterministic, about
+    /// 4 minutes on 2 cores) and cache it; an existing one is kept and its accuracy shown.
+    Classifier {
+        /// Where to save it (default: the cache path, see README).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Retrain even if the file exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write RUN/report.html: a training run's curves, tables, pictures and provenance.
+    Report {
+        #[arg(long)]
+        run: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EvalWhat {
+    /// Exact toy metrics of a samples file.
+    Toy {
+        #[arg(long)]
+        samples: PathBuf,
+        /// Also compute model metrics (exact loss, ODE-L2) of this run.
+        #[arg(long)]
+        run: Option<PathBuf>,
+        #[arg(long, requires = "guidance")]
+        guide: Option<PathBuf>,
+        #[arg(long, requires = "guide")]
+        guidance: Option<f64>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Image metrics on the project's Fashion-MNIST classifier features (FD, KID, precision,
+    /// recall against the test split; class accuracy of class-conditional samples). Give
+    /// --samples FILE.npy ([N, 1, 28, 28], labels from FILE.labels.npy when present), or
+    /// --run RUN to sample and evaluate the run itself.
+    Images {
+        #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+        samples: Option<PathBuf>,
+        /// Labels of the samples (int [N]); default FILE.labels.npy if it exists.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        #[arg(long)]
+        run: Option<PathBuf>,
+        /// With --run: evaluate every snapshot too, not only the newest checkpoint.
+        #[arg(long)]
+        snapshots: bool,
+        /// With --run: samples per evaluation.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// With --run: class-free guidance weight.
+        #[arg(long)]
+        cfg: Option<f64>,
+        /// Feature classifier file (default: the cached one).
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+        /// With --samples: also FD on ImageNet MobileNetV2 features from this safetensors file
+        /// (see README; features take seconds per 1,000 images, the distance about a second).
+        #[arg(long)]
+        mobilenet: Option<PathBuf>,
+        /// Input side the 28×28 images are resized to for MobileNetV2.
+        #[arg(long, default_value_t = 64)]
+        mobilenet_side: usize,
+        /// Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// A toy run's noise-schedule error profile m̂(σ) (its newest refresh) against the exact
+    /// mmse(σ) of the analytic posterior; one JSON line per shown bin.
+    ToyMmse {
+        #[arg(long)]
+        run: PathBuf,
+        /// Show every k-th bin.
+        #[arg(long, default_value_t = 8)]
+        every: usize,
+        /// Monte Carlo points per exact mmse value.
+        #[arg(long, default_value_t = 20_000)]
+        n: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
