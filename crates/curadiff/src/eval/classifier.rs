@@ -33,7 +33,8 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, Param};
+use crate::models::optim::Adam;
+use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::module::{conv2d, linear, max_pool2d};
@@ -198,71 +199,9 @@ impl Net {
     }
 }
 
-/// Plain Adam with bias correction on flat per-parameter moments.
-struct Adam {
-    t: u64,
-    m: Vec<Tensor<1>>,
-    v: Vec<Tensor<1>>,
-}
-
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
-
-struct AdamStep<'a> {
-    adam: &'a mut Adam,
-    grads: &'a GradientsParams,
-    lr: f64,
-    next: usize,
-}
-
-impl ModuleMapper for AdamStep<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let i = self.next;
-        self.next += 1;
-        let Some(g) = self.grads.get::<D>(param.id) else {
-            return param;
-        };
-        let dims = g.dims();
-        let n = g.shape().num_elements();
-        let g = g.reshape([n]); // [n]
-        let a = &mut *self.adam;
-        if a.m.len() <= i {
-            a.m.push(g.zeros_like());
-            a.v.push(g.zeros_like());
-        }
-        let m = a.m[i].clone().mul_scalar(BETA1) + g.clone().mul_scalar(1.0 - BETA1);
-        let v = a.v[i].clone().mul_scalar(BETA2) + g.square().mul_scalar(1.0 - BETA2);
-        let t = a.t as i32;
-        let m_hat = 1.0 / (1.0 - BETA1.powi(t));
-        let v_hat = 1.0 / (1.0 - BETA2.powi(t));
-        let update = m.clone().mul_scalar(self.lr * m_hat)
-            / v.clone().mul_scalar(v_hat).sqrt().add_scalar(EPS); // [n]
-        a.m[i] = m;
-        a.v[i] = v;
-        param.map(|w| {
-            let grad = w.is_require_grad();
-            let fresh = Tensor::from_inner(w.inner() - update.reshape(dims));
-            if grad {
-                fresh.require_grad()
-            } else {
-                fresh
-            }
-        })
-    }
-}
-
-impl Adam {
-    fn step(&mut self, net: Net, grads: &GradientsParams, lr: f64) -> Net {
-        self.t += 1;
-        net.map(&mut AdamStep {
-            adam: self,
-            grads,
-            lr,
-            next: 0,
-        })
-    }
-}
 
 /// A trained Fashion-MNIST classifier on the inference device.
 #[derive(Debug, Clone)]
@@ -370,11 +309,7 @@ pub fn train(
     }
     let device = device::training();
     let mut net = Net::init(cfg.seed, &device);
-    let mut adam = Adam {
-        t: 0,
-        m: Vec::new(),
-        v: Vec::new(),
-    };
+    let mut adam = Adam::plain(BETA1, BETA2, EPS);
     let n = train.len();
     let per_epoch = n.div_ceil(cfg.batch);
     let total = per_epoch * cfg.epochs;

@@ -3,6 +3,7 @@ pub mod fused;
 pub mod gemm;
 pub mod layers;
 pub mod mlp;
+pub mod optim;
 pub mod params;
 pub mod toy_denoiser;
 pub mod unet;

@@ -1,4 +1,5 @@
 //! Training: config and presets, the loop, optimiser, EMA, checkpoints and stats.
+pub use crate::models::optim;
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
@@ -12,7 +13,6 @@ pub mod image_run;
 pub mod learner;
 pub mod lr;
 pub mod noise_log;
-pub mod optim;
 pub mod params;
 pub mod presets;
 pub mod reweight_log;

@@ -1,5 +1,8 @@
-//! Adam (Kingma & Ba 2015) with bias correction, on flat per-parameter state, followed by
-//! EDM2's forced weight normalisation of every weight with two or more dimensions.
+//! Adam (Kingma & Ba 2015) with bias correction, on flat per-parameter state, followed (for
+//! the denoisers) by EDM2's forced weight normalisation of every weight with two or more
+//! dimensions. The one optimiser of burn modules: the learners use [`Adam::new`], the
+//! feature classifier [`Adam::plain`]. The fused engines' host Adam
+//! (`train::host_state`) runs the same update on host vectors.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
@@ -13,6 +16,8 @@ pub struct Adam {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// Whether weights of two or more dimensions are renormalised after each step (EDM2).
+    pub weight_norm: bool,
     /// Optimiser steps taken.
     pub t: u64,
     pub m: Vec<Tensor<1>>,
@@ -53,7 +58,7 @@ impl ModuleMapper for Step<'_> {
         param.map(|w| {
             let grad = w.is_require_grad();
             let mut fresh = w.inner() - update.reshape(dims);
-            if D >= 2 {
+            if D >= 2 && a.weight_norm {
                 let d0 = dims[0];
                 fresh = renormalize_rows(fresh.reshape([d0, n / d0])).reshape(dims);
             }
@@ -68,14 +73,24 @@ impl ModuleMapper for Step<'_> {
 }
 
 impl Adam {
+    /// Adam with EDM2's forced weight normalisation.
     pub fn new(beta1: f64, beta2: f64, eps: f64) -> Self {
         Self {
             beta1,
             beta2,
             eps,
+            weight_norm: true,
             t: 0,
             m: Vec::new(),
             v: Vec::new(),
+        }
+    }
+
+    /// Plain Adam, without weight normalisation.
+    pub fn plain(beta1: f64, beta2: f64, eps: f64) -> Self {
+        Self {
+            weight_norm: false,
+            ..Self::new(beta1, beta2, eps)
         }
     }
 
