@@ -841,7 +841,7 @@ fn safetensors_bytes(shape: &[u64], nbytes: usize) -> Vec<u8> {
     })
     .to_string();
     let mut head = head.into_bytes();
-    while head.len() % 8 != 0 {
+    while !head.len().is_multiple_of(8) {
         head.push(b' ');
     }
     let mut out = (head.len() as u64).to_le_bytes().to_vec();
