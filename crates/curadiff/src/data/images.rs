@@ -283,6 +283,7 @@ struct Png {
 /// Decodes an 8-bit grayscale or RGB PNG (palette and low-bit-depth images are expanded).
 fn read_png(path: &Path) -> Result<Png> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let file_len = file.metadata().map_err(io_err(path))?.len();
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND);
     let not_png = |e: png::DecodingError| bad(path, format!("is not a readable PNG ({e})"));
@@ -304,8 +305,25 @@ fn read_png(path: &Path) -> Result<Png> {
             ));
         }
     };
-    let mut bytes = vec![0; reader.output_buffer_size()];
+    // The header may claim up to 2^32 × 2^32 pixels. They must come from the file's
+    // compressed data, which deflate expands at most 1032-fold (and expanding palette or
+    // low-bit-depth samples to 8-bit RGB at most 24-fold more), so a larger claim is a damaged
+    // file, refused before its buffer is allocated.
+    let need = reader.output_buffer_size() as u64;
+    if need > file_len.saturating_mul(1032 * 24) {
+        let (w, h) = reader.info().size();
+        return Err(bad(
+            path,
+            format!(
+                "claims {w}x{h} pixels ({need} bytes decoded), more than its {file_len} bytes \
+                 can hold; the file is damaged"
+            ),
+        ));
+    }
+    let mut bytes = vec![0; need as usize];
     let info = reader.next_frame(&mut bytes).map_err(not_png)?;
+    // Read on to the end chunk, so that a file cut after its pixels is refused too.
+    reader.finish().map_err(not_png)?;
     let (height, width) = (info.height as usize, info.width as usize);
     bytes.truncate(info.buffer_size());
     if info.line_size != width * channels || bytes.len() != height * width * channels {
@@ -923,6 +941,34 @@ pub(crate) mod tests {
         assert!(e.contains("no class subfolders"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&empty).unwrap();
+    }
+
+    /// A header claiming a huge height (valid CRC) is refused before its buffer is allocated
+    /// (it used to allocate width × height bytes, 2 GiB here, or abort on larger claims), and
+    /// a file cut inside its end chunk, after all pixels, is refused too.
+    #[test]
+    fn png_huge_or_cut_headers_are_refused() {
+        let dir = temp_dir("png-huge");
+        std::fs::create_dir(dir.join("a")).unwrap();
+        let p = dir.join("a/x.png");
+        write_png(&p, 1, 1, png::ColorType::Grayscale, &[7]);
+        let good = std::fs::read(&p).unwrap();
+        assert!(load_png_folder(&dir).is_ok());
+        let mut huge = good.clone();
+        huge[20..24].copy_from_slice(&(1u32 << 31).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&huge[12..29]);
+        huge[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        std::fs::write(&p, &huge).unwrap();
+        let e = load_png_folder(&dir).unwrap_err().to_string();
+        assert!(e.contains("x.png") && e.contains("1x2147483648"), "{e}");
+        std::fs::write(&p, &good[..good.len() - 4]).unwrap();
+        let e = load_png_folder(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("x.png") && e.contains("not a readable PNG"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A `.npy` file written by hand (independently of `npy::write_f32`), any dtype string.
