@@ -7,9 +7,8 @@
 //! Cases per property (`ProptestConfig::cases`): `.npy` 128 each (5 properties), IDX 128
 //! each (4 properties, plain and gzip), subset files 128 each (2 properties), run configs
 //! (TOML) 128 each (4 properties), PNG folders 128 each (2 properties), checkpoints 128 each
-//! (2 properties), grid files (TOML) 128 each (5 properties), noise-windows files 128 each
-//! (2 properties); 3,328 cases in all (26 properties). One more grid property (128 cases) is
-//! `#[ignore]`d: it shows a gap `Grid::load` still has (NaN or infinite budgets and targets).
+//! (2 properties), grid files (TOML) 128 each (6 properties), noise-windows files 128 each
+//! (2 properties); 3,456 cases in all (27 properties).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -1021,11 +1020,6 @@ fn toml_slot<'a>(mut v: &'a mut toml::Value, path: &str) -> &'a mut toml::Value 
     v
 }
 
-/// Float fields whose NaN or infinity `Grid::load` accepts today (see the ignored property).
-fn grid_unchecked_float(path: &str) -> bool {
-    path.starts_with("budgets.seconds") || path.starts_with("targets.")
-}
-
 proptest! {
     #![proptest_config(config())]
 
@@ -1104,7 +1098,7 @@ proptest! {
         toml_leaves(&v, "", &mut leaves);
         let numbers: Vec<&String> = leaves
             .iter()
-            .filter(|(p, l)| (l.is_integer() || l.is_float()) && !grid_unchecked_float(p))
+            .filter(|(_, l)| l.is_integer() || l.is_float())
             .map(|(p, _)| p)
             .collect();
         prop_assume!(!numbers.is_empty());
@@ -1118,10 +1112,9 @@ proptest! {
 proptest! {
     #![proptest_config(config())]
 
-    /// NaN or infinity in a budget's seconds or a quality target: `Grid::load` accepts them
-    /// today (a NaN budget is never reached, a NaN target never met). Run with `--ignored`.
+    /// NaN or infinity in a budget's seconds or a quality target is refused (a NaN budget
+    /// would never be reached, a NaN target never met).
     #[test]
-    #[ignore = "Grid::load does not yet check budgets.seconds and targets.* for NaN/inf"]
     fn grid_non_finite_budgets_and_targets_are_refused(
         text in grid_text(),
         bad in prop::sample::select(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY]),

@@ -158,6 +158,28 @@ impl Grid {
         if g.samples == 0 || g.eval_samples == 0 {
             return Err(bad("samples and eval_samples must be at least 1"));
         }
+        if let Some(s) = g
+            .budgets
+            .seconds
+            .iter()
+            .find(|s| !(s.is_finite() && **s > 0.0))
+        {
+            return Err(bad(&format!(
+                "budgets.seconds holds {s}; budget points must be finite and > 0"
+            )));
+        }
+        let t = &g.targets;
+        for (key, v) in [
+            ("exact_loss", t.exact_loss),
+            ("classification", t.classification),
+            ("fd", t.fd),
+        ] {
+            if let Some(v) = v.filter(|v| !v.is_finite()) {
+                return Err(bad(&format!(
+                    "targets.{key} = {v}; a target must be finite"
+                )));
+            }
+        }
         let images = g.is_images()?;
         for a in &g.arms {
             if preset(&a.preset)?.data.is_images() != images {
