@@ -108,7 +108,7 @@ impl Reweighter for Dro {
             })
             .collect();
         let sum: f64 = next.iter().sum();
-        if !finite || !(sum.is_finite() && sum > 0.0) || next.iter().any(|v| !v.is_finite()) {
+        if !(finite && sum.is_finite() && sum > 0.0) || next.iter().any(|v| !v.is_finite()) {
             return Some(format!(
                 "DRO update {} gave non-finite class weights (learner or reference losses \
                  not finite, or reweight.eta too large); the previous weights are kept",
@@ -179,13 +179,7 @@ mod tests {
             labels: &labels,
             sigma: &sigma,
         };
-        assert_eq!(
-            d.weights(&b),
-            vec![1.0 / 3.0; 4]
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(d.weights(&b), vec![(1.0f64 / 3.0) as f32; 4]);
         let warn = d.observe(&b, &[2.0, 4.0, 1.0, 1.0], Some(&[1.0, 1.0, 1.0, 2.0]));
         assert!(warn.is_none());
         let z = 2f64.exp() + 2.0; // exp(η·2) + 1 + 1
