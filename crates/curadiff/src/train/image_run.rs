@@ -99,11 +99,20 @@ pub fn write_grid(cfg: &RunConfig, l: &ImageLearner, path: &Path) -> Result<()> 
     Ok(())
 }
 
-/// `cfg` with the training set's fingerprint in `data.fingerprint`, refusing a run whose
-/// recorded fingerprint differs (the data changed under it). Run directories from before
-/// fingerprints were recorded keep none.
-fn with_fingerprint(run: &RunDir, cfg: &RunConfig, set: &ImageSet) -> Result<RunConfig> {
-    let fp = crate::data::fingerprint::fingerprint(set);
+/// `cfg` with the training data's fingerprint in `data.fingerprint`, refusing a run whose
+/// recorded fingerprint differs (the data changed under it): the set's, followed by
+/// `+windows:<hash>` of the examples' noise windows when it has them. Run directories from
+/// before fingerprints were recorded keep none.
+fn with_fingerprint(run: &RunDir, cfg: &RunConfig, data: &TrainingData) -> Result<RunConfig> {
+    let mut fp = crate::data::fingerprint::fingerprint(&data.set);
+    if let Some(w) = &data.windows {
+        let bytes: Vec<u8> = w
+            .iter()
+            .flat_map(|w| [w.sigma_min.to_le_bytes(), w.sigma_max.to_le_bytes()])
+            .flatten()
+            .collect();
+        fp = format!("{fp}+windows:{}", crate::data::fingerprint::fnv1a(&bytes));
+    }
     let recorded = if run.config().exists() {
         run.read_config()?.data.fingerprint
     } else {
@@ -117,7 +126,7 @@ fn with_fingerprint(run: &RunDir, cfg: &RunConfig, set: &ImageSet) -> Result<Run
         r => {
             return Err(Error::Config(format!(
                 "the training data of {} is not what the run started with (data.fingerprint \
-                 {r}, the data now gives {fp}): restore the data (and data.subset) it was \
+                 {r}, the data now gives {fp}): restore the data (and data.subset, data.windows) it was \
                  trained on, or start a new run directory",
                 run.root.display()
             )))
@@ -429,7 +438,7 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
         &format!("the training data ({})", cfg.data.kind),
     )?;
     let run = RunDir::new(dir);
-    let cfg = &with_fingerprint(&run, cfg, &data.set)?;
+    let cfg = &with_fingerprint(&run, cfg, &data)?;
     claim(&run, cfg)?;
     let mut task = ImageTask::new(cfg, data, dir)?;
     run_task(&run, cfg, &mut task, curate_seconds, obs)
@@ -720,6 +729,14 @@ mod tests {
         // 4 steps of 16 took at least 64 positions of the walk, more when it skipped.
         let cursor = extra(&a)["window_cursor"].as_u64().unwrap();
         assert!(cursor >= 64, "{cursor}");
+        // Edited windows under a run: resuming it is refused (the fingerprint covers them).
+        let rows: Vec<_> = set.ids[..50].iter().map(|&i| (i, floor)).collect();
+        windows::write(&half, &set, &rows, 0.0).unwrap();
+        let e = train(&a, &c, &mut Quiet).unwrap_err().to_string();
+        assert!(
+            e.contains("data.fingerprint") && e.contains("+windows:"),
+            "{e}"
+        );
         // Every example with a floor: σ ≤ 1.1 is uncovered, refused before training.
         let rows: Vec<_> = set.ids.iter().map(|&i| (i, floor)).collect();
         windows::write(&half, &set, &rows, 0.0).unwrap();
