@@ -567,4 +567,53 @@ mod tests {
         let c = preset("fmnist").expect("the fmnist preset");
         assert!(!c.to_toml().expect("toml").contains("class_weights"));
     }
+
+    /// The keys left out of config.toml at their defaults (subset, windows, their buffer and
+    /// target, the [reweight] section) can be set with --set, are written once set, and a
+    /// default config's toml stays as before.
+    #[test]
+    fn keys_left_out_at_their_defaults_can_be_set() {
+        let c = preset("fmnist").expect("the fmnist preset");
+        let text = c.to_toml().expect("toml");
+        for k in [
+            "subset",
+            "windows",
+            "window_buffer",
+            "window_target",
+            "[reweight]",
+        ] {
+            assert!(!text.contains(k), "{k} in a default config");
+        }
+        let w = c
+            .with_overrides(&[
+                "data.subset=s.npy".into(),
+                "data.windows=w.npy".into(),
+                "data.window_buffer=1.155".into(),
+                "data.window_target=clean".into(),
+                "reweight.method=dro".into(),
+                "reweight.reference=runs/full".into(),
+                "reweight.eta=0.5".into(),
+            ])
+            .expect("settable keys");
+        assert_eq!(w.data.windows, "w.npy");
+        assert_eq!(w.data.window_buffer, 1.155);
+        assert_eq!(w.data.window_target, super::WindowTarget::Clean);
+        assert!(w.reweight.is_dro() && w.reweight.eta == 0.5);
+        assert_eq!(w.reweight.smoothing, 1e-3);
+        let back = super::RunConfig::from_toml(&w.to_toml().expect("toml")).expect("round trip");
+        assert_eq!(back, w);
+        // Seven keys set, and the [reweight] section's smoothing, which the default config
+        // leaves out with its section.
+        assert_eq!(c.diff(&w).len(), 8, "{:?}", c.diff(&w));
+        let e = c
+            .with_overrides(&["data.window_buffer=0.5".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.window_buffer"), "{e}");
+        let e = c
+            .with_overrides(&["reweight.method=doremi".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reweight.method"), "{e}");
+    }
 }
