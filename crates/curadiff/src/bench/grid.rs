@@ -6,8 +6,10 @@
 //!
 //! Toy grids evaluate the exact toy metrics, unguided and autoguided by a guide trained once
 //! per seed. Image grids (every arm an image preset) evaluate class-conditional EMA samples
-//! with the Fashion-MNIST feature classifier (FD, KID, precision, recall, class accuracy)
-//! against the test split.
+//! with the Fashion-MNIST feature classifier (FD, KID, precision, recall, class accuracy
+//! overall and per class) against the test split: unguided, autoguided when the grid has a
+//! `[guide]` (trained once per seed, also the `{guide}` of selection arms), and with
+//! class-free guidance when it sets `cfg`.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -72,9 +74,12 @@ pub struct Budgets {
 #[serde(deny_unknown_fields)]
 pub struct Grid {
     pub seeds: Vec<u64>,
-    /// Guidance weight of the autoguided evaluation (toy grids).
+    /// Guidance weight of the autoguided evaluation (required with a `[guide]`).
     #[serde(default)]
     pub guidance: Option<f64>,
+    /// Image grids: class-free guidance weight of an extra evaluation of every point.
+    #[serde(default)]
+    pub cfg: Option<f64>,
     /// Samples at the final evaluation of each cell.
     pub samples: usize,
     /// Samples at the other budget points.
@@ -85,7 +90,8 @@ pub struct Grid {
     /// Overrides applied to every arm (e.g. a shorter duration for a quick grid).
     #[serde(default)]
     pub set: Vec<String>,
-    /// The guide of toy grids; image grids have none.
+    /// The guide, trained once per seed: the autoguided evaluation's guide and `{guide}` in
+    /// the arms' overrides (e.g. the selection reference). Required for toy grids.
     #[serde(default)]
     pub guide: Option<GuideSpec>,
     /// Where image grids find the feature classifier and the reference images.
@@ -191,11 +197,35 @@ impl Grid {
             }
         }
         if images {
-            if g.guide.is_some() || g.guidance.is_some() {
-                return Err(bad(
-                    "image grids evaluate class-conditional samples without a guide; \
-                     remove [guide] and guidance",
-                ));
+            match (&g.guide, g.guidance) {
+                (Some(guide), Some(w)) => {
+                    if !preset(&guide.preset)?.data.is_images() {
+                        return Err(bad(&format!(
+                            "the guide of an image grid must be an image preset (e.g. \
+                             \"fmnist-guide\"), not '{}'",
+                            guide.preset
+                        )));
+                    }
+                    if !w.is_finite() {
+                        return Err(bad(&format!("guidance = {w}; it must be finite")));
+                    }
+                }
+                (Some(_), None) => {
+                    return Err(bad(
+                        "an image grid with a [guide] needs the autoguidance weight \
+                         (e.g. guidance = 2.0)",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(bad(
+                        "guidance is the autoguidance weight and needs a [guide] section \
+                         (e.g. preset = \"fmnist-guide\"); for class-free guidance set cfg",
+                    ))
+                }
+                (None, None) => {}
+            }
+            if let Some(w) = g.cfg.filter(|w| !w.is_finite()) {
+                return Err(bad(&format!("cfg = {w}; it must be finite")));
             }
             if g.targets.exact_loss.is_some() || g.targets.classification.is_some() {
                 return Err(bad(
@@ -220,6 +250,12 @@ impl Grid {
             if g.targets.fd.is_some() {
                 return Err(bad("targets.fd is an image metric; toy grids take \
                                 targets.exact_loss or targets.classification"));
+            }
+            if g.cfg.is_some() {
+                return Err(bad(
+                    "cfg (class-free guidance) is an image-grid evaluation; toy grids are \
+                     autoguided with guidance",
+                ));
             }
         }
         let mut names: Vec<&str> = g.arms.iter().map(|a| a.name.as_str()).collect();
@@ -260,9 +296,14 @@ pub struct PointResult {
     pub unguided: Option<SampleMetrics>,
     #[serde(default)]
     pub guided: Option<SampleMetrics>,
-    /// Image metrics of class-conditional samples (image grids).
+    /// Image metrics of class-conditional samples (image grids): unguided, autoguided by
+    /// the grid's guide, and with class-free guidance.
     #[serde(default)]
     pub images: Option<ImagePoint>,
+    #[serde(default)]
+    pub images_guided: Option<ImagePoint>,
+    #[serde(default)]
+    pub images_cfg: Option<ImagePoint>,
     /// Exact score-matching loss of the EMA model under the fixed log-normal σ
     /// distribution (the same for every noise schedule, so arms compare).
     #[serde(default)]
@@ -289,6 +330,8 @@ impl PointResult {
             unguided: None,
             guided: None,
             images: None,
+            images_guided: None,
+            images_cfg: None,
             exact_loss: None,
         }
     }
@@ -302,6 +345,9 @@ pub struct ImagePoint {
     pub precision: f64,
     pub recall: f64,
     pub class_accuracy: Option<f64>,
+    /// The same per class (NaN, null in JSON, for a class without samples).
+    #[serde(default)]
+    pub per_class_accuracy: Option<Vec<f64>>,
     /// Generated images evaluated.
     pub n: usize,
     pub feature_network: String,
@@ -404,7 +450,7 @@ pub fn run_grid(
             .join(format!("seed-{seed}"));
         let t = Instant::now();
         let result = match &image_ref {
-            Some(r) => run_image_cell(grid, arm, seed, &cell, r),
+            Some(r) => run_image_cell(grid, arm, seed, &cell, r, &guide_dir),
             None => run_cell(grid, arm, seed, &cell, &guide_dir),
         };
         match result {
@@ -537,15 +583,19 @@ fn cell_config(grid: &Grid, arm: &Arm, seed: u64, guide: Option<&Path>) -> Resul
     Ok(cfg)
 }
 
-/// An image cell: train, then sample and score every budget snapshot and the end.
+/// An image cell: train, then sample and score every budget snapshot and the end
+/// (unguided; autoguided by the seed's guide at `guide_dir` when the grid has one; with
+/// class-free guidance when it sets `cfg`).
 fn run_image_cell(
     grid: &Grid,
     arm: &Arm,
     seed: u64,
     cell: &Path,
     r: &ImageRef,
+    guide_dir: &Path,
 ) -> Result<Vec<PointResult>> {
-    let cfg = cell_config(grid, arm, seed, None)?;
+    let guide = grid.guide.as_ref().map(|_| guide_dir);
+    let cfg = cell_config(grid, arm, seed, guide)?;
     crate::trainjob::train(cell, &cfg, &mut Quiet as &mut dyn Observer)?;
     let mut points = Vec::new();
     let mut eval = |kind: &str, point: f64, label: Option<String>| -> Result<()> {
@@ -554,31 +604,66 @@ fn run_image_cell(
         } else {
             grid.samples
         };
-        let (m, c, sample_seconds) = imagejob::score_snapshot(
-            cell,
-            label.as_deref(),
-            n,
-            None,
-            grid.sample_seed,
-            &r.clf,
-            &r.reference,
-        )?;
+        let score = |guide: Option<(PathBuf, f64)>, cfg: Option<f64>| {
+            score_image_point(cell, label.as_deref(), n, guide, cfg, grid.sample_seed, r)
+        };
+        let (unguided, c) = score(None, None)?;
         let mut p = PointResult::at(&arm.name, seed, kind, point, c);
-        p.images = Some(ImagePoint {
-            fd: m.fd,
-            kid: m.kid_mean,
-            precision: m.precision,
-            recall: m.recall,
-            class_accuracy: m.class_accuracy,
-            n,
-            feature_network: m.feature_network,
-            sample_seconds,
-        });
+        p.images = Some(unguided);
+        if let (Some(_), Some(w)) = (guide, grid.guidance) {
+            p.images_guided = Some(score(Some((guide_dir.to_path_buf(), w)), None)?.0);
+        }
+        if let Some(w) = grid.cfg {
+            p.images_cfg = Some(score(None, Some(w))?.0);
+        }
         points.push(p);
         Ok(())
     };
     each_point(grid, cell, &mut eval)?;
     Ok(points)
+}
+
+/// Class-conditional EMA samples of one snapshot (classes in turn), optionally guided,
+/// scored against the reference; also the run's counters at that snapshot.
+fn score_image_point(
+    cell: &Path,
+    snapshot: Option<&str>,
+    n: usize,
+    guide: Option<(PathBuf, f64)>,
+    cfg: Option<f64>,
+    seed: u64,
+    r: &ImageRef,
+) -> Result<(ImagePoint, run::Counters)> {
+    let t = Instant::now();
+    let s = imagejob::sample(&imagejob::SampleRequest {
+        run: cell.to_path_buf(),
+        snapshot: snapshot.map(str::to_string),
+        guide,
+        cfg,
+        class: None,
+        unconditional: false,
+        n,
+        seed,
+        raw: false,
+    })?;
+    let sample_seconds = t.elapsed().as_secs_f64();
+    let labels: Option<Vec<usize>> = s.labels.iter().copied().collect();
+    let m =
+        crate::eval::images::evaluate(&r.clf, &s.images, n, labels.as_deref(), &r.reference, seed)?;
+    Ok((
+        ImagePoint {
+            fd: m.fd,
+            kid: m.kid_mean,
+            precision: m.precision,
+            recall: m.recall,
+            class_accuracy: m.class_accuracy,
+            per_class_accuracy: m.per_class_accuracy,
+            n,
+            feature_network: m.feature_network,
+            sample_seconds,
+        },
+        s.counters,
+    ))
 }
 
 /// The grid as run, written into the output folder (the provenance of its report).

@@ -47,7 +47,7 @@ pub fn image_speed(name: &str, cfg: &RunConfig, steps: u64) -> Result<Value> {
     let (mut data, mut train, mut fwd) = (0.0, 0.0, 0.0);
     for step in 0..warmup + steps {
         let t = Instant::now();
-        let batch = image_batch(&set, &mut noise, unet.label_dropout, cfg.seed, step, b);
+        let batch = image_batch(&set, &mut noise, unet.label_dropout, cfg.seed, step, b)?;
         let t_data = t.elapsed().as_secs_f64();
         let t = Instant::now();
         l.step(&batch, cfg.train.lr.at(0.0))?;

@@ -78,6 +78,30 @@ const IMAGE_METRICS: [Metric; 5] = [
     }),
 ];
 
+const GUIDED_IMAGE_METRICS: [Metric; 2] = [
+    ("autoguided FD", |p| {
+        p.images_guided.as_ref().map_or(f64::NAN, |m| m.fd)
+    }),
+    ("autoguided class accuracy", |p| {
+        p.images_guided
+            .as_ref()
+            .and_then(|m| m.class_accuracy)
+            .unwrap_or(f64::NAN)
+    }),
+];
+
+const CFG_IMAGE_METRICS: [Metric; 2] = [
+    ("CFG FD", |p| {
+        p.images_cfg.as_ref().map_or(f64::NAN, |m| m.fd)
+    }),
+    ("CFG class accuracy", |p| {
+        p.images_cfg
+            .as_ref()
+            .and_then(|m| m.class_accuracy)
+            .unwrap_or(f64::NAN)
+    }),
+];
+
 /// The value of `f` where the points of one cell (ordered by x) first reach `ok`, linearly
 /// interpolated in log x between the last miss and the first hit on the metric.
 pub fn first_reach(pts: &[(f64, f64)], target: f64, higher_is_better: bool) -> Option<f64> {
@@ -235,15 +259,21 @@ pub fn grid_blocks(
     targets: &Targets,
 ) -> Result<Vec<Block>> {
     let images = points.iter().any(|p| p.images.is_some());
-    let (metrics, plotted) = if images {
-        (
-            IMAGE_METRICS,
-            [IMAGE_METRICS[0], IMAGE_METRICS[4], IMAGE_METRICS[1]],
-        )
+    let (metrics, plotted): (Vec<Metric>, Vec<Metric>) = if images {
+        let mut m = IMAGE_METRICS.to_vec();
+        let mut plotted = vec![IMAGE_METRICS[0], IMAGE_METRICS[4], IMAGE_METRICS[1]];
+        if points.iter().any(|p| p.images_guided.is_some()) {
+            m.extend(GUIDED_IMAGE_METRICS);
+            plotted.push(GUIDED_IMAGE_METRICS[0]);
+        }
+        if points.iter().any(|p| p.images_cfg.is_some()) {
+            m.extend(CFG_IMAGE_METRICS);
+        }
+        (m, plotted)
     } else {
         (
-            TOY_METRICS,
-            [TOY_METRICS[1], TOY_METRICS[3], TOY_METRICS[0]],
+            TOY_METRICS.to_vec(),
+            vec![TOY_METRICS[1], TOY_METRICS[3], TOY_METRICS[0]],
         )
     };
     let mut blocks = vec![Block::Title("Grid report".into())];
@@ -311,7 +341,7 @@ pub fn grid_blocks(
         }
         blocks.push(Block::Table(table));
         if kind != "final" {
-            for (mname, f) in plotted {
+            for &(mname, f) in &plotted {
                 blocks.push(plot_metric(out, &rows, arms, kind, mname, f)?);
             }
         }

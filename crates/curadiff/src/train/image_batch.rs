@@ -94,15 +94,17 @@ pub struct Draw<'a> {
 }
 
 /// The endless sequence of epochs: epoch k is a permutation drawn from the
-/// `(seed, Data, 2^40 + k)` stream; the current epoch's permutation is kept.
-struct Epochs {
+/// `(seed, Data, 2^40 + k)` stream; the current epoch's permutation is kept, so a task that
+/// holds one shuffles once per epoch.
+pub struct Epochs {
     seed: u64,
     n: usize,
     current: Option<(u64, Vec<usize>)>,
 }
 
 impl Epochs {
-    fn new(seed: u64, n: usize) -> Self {
+    /// The epochs of a set of `n` examples under run seed `seed`.
+    pub fn new(seed: u64, n: usize) -> Self {
         Self {
             seed,
             n,
@@ -130,8 +132,9 @@ impl Epochs {
     }
 }
 
-/// The batch of step `step`: the next `b` examples of the shuffled epochs, σ from `noise`,
-/// Gaussian noise and label dropout from the `(seed, Data, step)` stream, EDM's pairs.
+/// The batch of step `step`: the next `b` examples of the shuffled epochs (positions
+/// step·b … step·b + b − 1), σ from `noise`, Gaussian noise and label dropout from the
+/// `(seed, Data, step)` stream, EDM's pairs: [`draw_batch`] without windows.
 pub fn image_batch(
     set: &ImageSet,
     noise: &mut dyn NoiseSampler,
@@ -139,30 +142,31 @@ pub fn image_batch(
     seed: u64,
     step: u64,
     b: usize,
-) -> ImageBatch {
+) -> Result<ImageBatch> {
+    let draw = Draw {
+        windows: None,
+        buffer: 1.0,
+        targets: &Clean,
+        label_dropout,
+    };
     let mut epochs = Epochs::new(seed, set.len());
-    let start = step * b as u64;
-    let index: Vec<usize> = (0..b as u64).map(|k| epochs.at(start + k)).collect();
-    let mut rng = Rng::new(seed, Stream::Data, step);
-    let sigma = noise.draw(&mut rng, b);
-    let floors = vec![0.0; b];
-    fill(set, index, &floors, sigma, &Clean, label_dropout, &mut rng)
+    let mut cursor = step * b as u64;
+    draw_batch(set, &draw, noise, &mut epochs, seed, step, b, &mut cursor)
 }
 
-/// The batch of step `step` as `draw` says, the walk starting at position `cursor` of the
-/// epochs and leaving it after the last example taken. Without windows and with the cursor
-/// at step·b and [`Clean`] targets, this is [`image_batch`] exactly.
+/// The batch of step `step` as `draw` says, the walk starting at position `cursor` of
+/// `epochs` (the epochs of `set` under `seed`) and leaving it after the last example taken.
 #[allow(clippy::too_many_arguments)]
 pub fn draw_batch(
     set: &ImageSet,
     draw: &Draw,
     noise: &mut dyn NoiseSampler,
+    epochs: &mut Epochs,
     seed: u64,
     step: u64,
     b: usize,
     cursor: &mut u64,
 ) -> Result<ImageBatch> {
-    let mut epochs = Epochs::new(seed, set.len());
     let mut rng = Rng::new(seed, Stream::Data, step);
     let sigma = noise.draw(&mut rng, b);
     let mut index = Vec::with_capacity(b);
@@ -244,9 +248,9 @@ mod tests {
         let mut noise = lognormal();
         let mut seen = Vec::new();
         for step in 0..5 {
-            let b = image_batch(&set, &mut noise, 0.0, 4, step, 4);
+            let b = image_batch(&set, &mut noise, 0.0, 4, step, 4).unwrap();
             seen.extend(b.index.clone());
-            assert_eq!(b, image_batch(&set, &mut noise, 0.0, 4, step, 4));
+            assert_eq!(b, image_batch(&set, &mut noise, 0.0, 4, step, 4).unwrap());
             // x = y + σ·n: the noise scale matches σ.
             let r: f64 =
                 b.x.iter()
@@ -266,7 +270,11 @@ mod tests {
         // Label dropout: about 30% of 1000 draws lose their class.
         let big = fixture(100);
         let dropped = (0..10)
-            .flat_map(|s| image_batch(&big, &mut noise, 0.3, 1, s, 100).labels)
+            .flat_map(|s| {
+                image_batch(&big, &mut noise, 0.3, 1, s, 100)
+                    .unwrap()
+                    .labels
+            })
             .filter(Option::is_none)
             .count();
         assert!((250..350).contains(&dropped), "{dropped}");
@@ -282,14 +290,37 @@ mod tests {
     }
 
     #[test]
-    fn the_general_draw_without_windows_is_the_plain_batch() {
+    fn without_windows_the_walk_takes_b_positions_per_step_and_one_epochs_cache_is_exact() {
         let set = fixture(10);
         let mut noise = lognormal();
-        let mut cursor = 0;
+        let (mut cursor, mut epochs) = (0, Epochs::new(3, set.len()));
         for step in 0..4 {
             assert_eq!(cursor, step * 7);
-            let got = draw_batch(&set, &plain(0.2), &mut noise, 3, step, 7, &mut cursor).unwrap();
-            assert_eq!(got, image_batch(&set, &mut noise, 0.2, 3, step, 7));
+            let got = draw_batch(
+                &set,
+                &plain(0.2),
+                &mut noise,
+                &mut epochs,
+                3,
+                step,
+                7,
+                &mut cursor,
+            )
+            .unwrap();
+            // A fresh cache of the epochs gives the same batch.
+            let mut fresh = Epochs::new(3, set.len());
+            let again = draw_batch(
+                &set,
+                &plain(0.2),
+                &mut noise,
+                &mut fresh,
+                3,
+                step,
+                7,
+                &mut (step * 7),
+            )
+            .unwrap();
+            assert_eq!(got, again);
         }
     }
 
@@ -317,8 +348,18 @@ mod tests {
         let (mut high, mut clean_seen) = (0, vec![0usize; 10]);
         let steps = 200;
         for step in 0..steps {
-            let b = draw_batch(&set, &draw, &mut noise, 5, step, 8, &mut cursor).unwrap();
-            let plain_b = image_batch(&set, &mut noise, 0.0, 5, step, 8);
+            let b = draw_batch(
+                &set,
+                &draw,
+                &mut noise,
+                &mut Epochs::new(5, set.len()),
+                5,
+                step,
+                8,
+                &mut cursor,
+            )
+            .unwrap();
+            let plain_b = image_batch(&set, &mut noise, 0.0, 5, step, 8).unwrap();
             assert_eq!(
                 b.sigma, plain_b.sigma,
                 "σ is drawn first, as without windows"
@@ -348,8 +389,28 @@ mod tests {
         // Determinism: the same cursor gives the same batch.
         let mut c1 = 40;
         let mut c2 = 40;
-        let b1 = draw_batch(&set, &draw, &mut noise, 5, 9, 8, &mut c1).unwrap();
-        let b2 = draw_batch(&set, &draw, &mut noise, 5, 9, 8, &mut c2).unwrap();
+        let b1 = draw_batch(
+            &set,
+            &draw,
+            &mut noise,
+            &mut Epochs::new(5, set.len()),
+            5,
+            9,
+            8,
+            &mut c1,
+        )
+        .unwrap();
+        let b2 = draw_batch(
+            &set,
+            &draw,
+            &mut noise,
+            &mut Epochs::new(5, set.len()),
+            5,
+            9,
+            8,
+            &mut c2,
+        )
+        .unwrap();
         assert_eq!((b1, c1), (b2, c2));
     }
 
@@ -369,9 +430,18 @@ mod tests {
             targets: &Clean,
             label_dropout: 0.0,
         };
-        let e = draw_batch(&set, &draw, &mut lognormal(), 0, 0, 2, &mut 0)
-            .unwrap_err()
-            .to_string();
+        let e = draw_batch(
+            &set,
+            &draw,
+            &mut lognormal(),
+            &mut Epochs::new(0, set.len()),
+            0,
+            0,
+            2,
+            &mut 0,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("data.windows"), "{e}");
     }
 }

@@ -443,7 +443,7 @@ mod tests {
         )
         .unwrap();
         let set = fixture(4);
-        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 4);
+        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 4).unwrap();
         let x = Tensor::<4>::from_data(
             TensorData::new(b.x.clone(), [4, 1, 28, 28]),
             &Device::flex(),
@@ -507,7 +507,7 @@ mod tests {
         }
         l.set_params(&host).unwrap();
         let set = fixture(8);
-        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 8);
+        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 8).unwrap();
         let Engine::Burn(s) = &l.engine else {
             panic!("the burn engine was asked for")
         };
@@ -575,14 +575,14 @@ mod tests {
         let set = fixture(16);
         let mut noise = lognormal();
         let first = l
-            .losses(&image_batch(&set, &mut noise, 0.0, 9, 0, 16))
+            .losses(&image_batch(&set, &mut noise, 0.0, 9, 0, 16).unwrap())
             .unwrap()
             .mean();
         for step in 0..60 {
-            let b = image_batch(&set, &mut noise, 0.0, 0, step, 16);
+            let b = image_batch(&set, &mut noise, 0.0, 0, step, 16).unwrap();
             l.step(&b, 0.01).unwrap();
         }
-        let eval = image_batch(&set, &mut noise, 0.0, 9, 0, 16);
+        let eval = image_batch(&set, &mut noise, 0.0, 9, 0, 16).unwrap();
         let last = l.losses(&eval).unwrap().mean();
         assert!(last < 0.6 * first, "loss {first} → {last}");
         assert!(first.is_finite());
@@ -691,7 +691,7 @@ mod tests {
         burn.set_params(&host).unwrap();
         fused.set_params(&host).unwrap();
         let set = fixture(11);
-        let b = image_batch(&set, &mut lognormal(), 0.3, 0, 0, 11);
+        let b = image_batch(&set, &mut lognormal(), 0.3, 0, 0, 11).unwrap();
         assert!(b.labels.iter().any(Option::is_none) && b.labels.iter().any(Option::is_some));
         // Forward: F (and u) of the inference denoisers.
         let x = Tensor::<4>::from_data(
@@ -732,7 +732,7 @@ mod tests {
         }
         // Three Adam steps with EMA keep the two engines together.
         for step in 0..3 {
-            let bt = image_batch(&set, &mut lognormal(), 0.3, 1, step, 11);
+            let bt = image_batch(&set, &mut lognormal(), 0.3, 1, step, 11).unwrap();
             let lb = burn.step(&bt, 0.01).unwrap();
             let lf = fused.step(&bt, 0.01).unwrap();
             assert!(
@@ -770,7 +770,7 @@ mod tests {
         // the fused gradient equals that of the 3-example batch (to f32 rounding), and weights
         // of 1 give exactly the unweighted gradient.
         let set = fixture(4);
-        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 4);
+        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 4).unwrap();
         let sub = rows_from(&b, 1);
         // Gains away from 0 so that every parameter has a gradient.
         let gains = |l: &mut ImageLearner| {
@@ -849,7 +849,7 @@ mod tests {
                     ImageLearner::new(&cfg, 3, 0.5, Weighting::Edm, adam(), 0.05, &Device::flex())
                         .unwrap();
                 for step in 0..2 {
-                    let b = image_batch(&set, &mut lognormal(), 0.1, 0, step, 20);
+                    let b = image_batch(&set, &mut lognormal(), 0.1, 0, step, 20).unwrap();
                     l.step(&b, 0.01).unwrap();
                 }
                 l.to_groups().unwrap()

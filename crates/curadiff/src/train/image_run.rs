@@ -7,15 +7,15 @@ use std::path::Path;
 
 use super::checkpoint;
 use super::config::{RunConfig, SamplerConfig, WindowTarget};
-use super::image::{image_batch, sample_images, Guide, ImageBatch, ImageLearner, ImageSampling};
-use super::image_batch::{draw_batch, redraw_noise, Draw};
+use super::image::{sample_images, Guide, ImageBatch, ImageLearner, ImageSampling};
+use super::image_batch::{draw_batch, redraw_noise, Draw, Epochs};
 pub use super::image_data::{
     check_fits, pool, reference_set, training_data, training_set, TrainingData,
 };
 use super::optim::Adam;
 use super::reweight_log;
 use super::run::{claim, crossed, run_task, Counters, Observer, Outcome, RunDir};
-use super::scorer::{FrozenImage, Scorer, Weights};
+use super::scorer::{reference_path, FrozenImage, Scorer, Weights};
 use super::select::{choose_rows, restore_switch, OnlineSelection};
 use super::task::{Chosen, Groups, Task};
 use crate::curation::ambient::target::Ambient;
@@ -147,6 +147,8 @@ pub struct ImageTask<'a> {
     targets: Box<dyn Targets>,
     /// The windowed walk's position in the shuffled epochs (saved in checkpoints).
     cursor: u64,
+    /// The shuffled epochs the batches walk through (one permutation per epoch).
+    epochs: Epochs,
     selection: Option<OnlineSelection<ImageBatch>>,
     /// The reweighter's reference model, when it needs one.
     reweight_reference: Option<Box<dyn Scorer<ImageBatch>>>,
@@ -176,10 +178,15 @@ impl<'a> ImageTask<'a> {
                 &cfg.reweight.reference,
                 run_dir,
                 "reweight.reference",
+                cfg,
                 &set,
             )?),
             _ => None,
         };
+        let selection = OnlineSelection::new(&cfg.select, run_dir, &|path: &Path| {
+            frozen_at(path, "select.reference", cfg, &set)
+        })?;
+        let epochs = Epochs::new(cfg.seed, set.len());
         Ok(Self {
             learner: learner(cfg)?,
             cfg,
@@ -191,10 +198,8 @@ impl<'a> ImageTask<'a> {
                 WindowTarget::Clean => Box::new(Clean),
             },
             cursor: 0,
-            selection: OnlineSelection::new(&cfg.select, run_dir, &|path: &Path| {
-                let (_, reference, _) = load(path, None)?;
-                Ok(Box::new(FrozenImage(reference)) as Box<dyn Scorer<ImageBatch>>)
-            })?,
+            epochs,
+            selection,
             reweight_reference,
             reweight_updates: 0,
             run_dir: run_dir.to_path_buf(),
@@ -213,31 +218,31 @@ impl Task for ImageTask<'_> {
     type Batch = ImageBatch;
 
     fn batch(&mut self, noise: &mut Schedule, step: u64) -> Result<ImageBatch> {
-        let dropout = unet_of(self.cfg)?.label_dropout;
-        let Some(windows) = &self.windows else {
-            return Ok(image_batch(
-                &self.set,
-                noise,
-                dropout,
-                self.cfg.seed,
-                step,
-                self.cfg.train.batch,
-            ));
-        };
+        let b = self.cfg.train.batch;
         let draw = Draw {
-            windows: Some(windows),
+            windows: self.windows.as_deref(),
             buffer: self.cfg.data.window_buffer,
-            targets: self.targets.as_ref(),
-            label_dropout: dropout,
+            // Without windows every example is clean (and the walk is at step·b).
+            targets: match self.windows {
+                Some(_) => self.targets.as_ref(),
+                None => &Clean,
+            },
+            label_dropout: unet_of(self.cfg)?.label_dropout,
+        };
+        let mut plain = step * b as u64;
+        let cursor = match self.windows {
+            Some(_) => &mut self.cursor,
+            None => &mut plain,
         };
         draw_batch(
             &self.set,
             &draw,
             noise,
+            &mut self.epochs,
             self.cfg.seed,
             step,
-            self.cfg.train.batch,
-            &mut self.cursor,
+            b,
+            cursor,
         )
     }
 
@@ -406,23 +411,44 @@ impl Task for ImageTask<'_> {
 }
 
 /// A frozen reference image run for `field` (a run directory, relative paths also against
-/// `run_dir`), scored with its EMA weights; it must take `set`'s images.
+/// `run_dir`), scored with its EMA weights.
 fn frozen_reference(
     dir: &str,
     run_dir: &Path,
     field: &str,
+    cfg: &RunConfig,
     set: &ImageSet,
 ) -> Result<Box<dyn Scorer<ImageBatch>>> {
-    let mut path = std::path::PathBuf::from(dir.trim());
-    if path.is_relative() && !path.exists() {
-        path = run_dir.join(&path);
-    }
+    frozen_at(&reference_path(dir, run_dir), field, cfg, set)
+}
+
+/// The image run at `path` as a frozen scorer for `field`: it must be an image run whose
+/// network takes `set`'s images and has the class count of `cfg`'s network.
+fn frozen_at(
+    path: &Path,
+    field: &str,
+    cfg: &RunConfig,
+    set: &ImageSet,
+) -> Result<Box<dyn Scorer<ImageBatch>>> {
     let named = |e: Error| Error::InvalidValue {
         field: field.into(),
-        why: format!("cannot load reference run {}: {e}", path.display()),
+        why: format!("cannot use reference run {}: {e}", path.display()),
     };
-    let (rcfg, reference, _) = load(&path, None).map_err(named)?;
-    check_fits(set, unet_of(&rcfg).map_err(named)?, "the training data").map_err(named)?;
+    if !RunDir::new(path).config().exists() {
+        return Err(named(Error::Config(
+            "it is not a run directory (no config.toml); train the reference first, e.g.              `curadiff train --preset fmnist-guide --out DIR`"
+                .into(),
+        )));
+    }
+    let (rcfg, reference, _) = load(path, None).map_err(named)?;
+    let (ours, theirs) = (unet_of(cfg)?, unet_of(&rcfg).map_err(named)?);
+    check_fits(set, theirs, "the training data").map_err(named)?;
+    if ours.num_classes != theirs.num_classes {
+        return Err(named(Error::Config(format!(
+            "it is conditioned on {} classes and this run on {}; the reference must be              trained on the same task",
+            theirs.num_classes, ours.num_classes
+        ))));
+    }
     Ok(Box::new(FrozenImage(reference)))
 }
 
@@ -487,6 +513,7 @@ pub fn snapshot_labels(dir: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::image::image_batch;
     use crate::train::presets::preset;
     use crate::train::run::Quiet;
     use std::path::PathBuf;
@@ -890,7 +917,7 @@ mod tests {
             crate::data::fingerprint::fingerprint(&set)
         );
         let mut noise = cfg.diffusion.noise();
-        let b = image_batch(&set, &mut noise, 0.0, cfg.seed, 0, 64);
+        let b = image_batch(&set, &mut noise, 0.0, cfg.seed, 0, 64).unwrap();
         let mut seen = b.index.clone();
         seen.sort();
         assert_eq!(seen, (0..64).collect::<Vec<_>>());

@@ -34,8 +34,10 @@ pub fn append(root: &Path, update: u64, weights: &[f64]) -> Result<()> {
 /// Keeps the first `updates` lines of the history (all of it when shorter).
 pub fn truncate(root: &Path, updates: u64) -> Result<()> {
     let p = path(root);
-    let Ok(text) = std::fs::read_to_string(&p) else {
-        return Ok(());
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::Io { path: p, source: e }),
     };
     let kept: String = text
         .split_inclusive('\n')

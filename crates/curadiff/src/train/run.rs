@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::config::RunConfig;
+use super::lr::LrClock;
 use super::stats::{StatsWindow, StatsWriter};
 use super::task::Task;
 use crate::curation::reweighter::mean_one;
@@ -244,10 +245,21 @@ pub fn run_task<T: Task>(
     let total = cfg.train.duration_nimg;
     let mut last_saved = c.step;
     let mut window = StatsWindow::new();
+    let mut lr_clock = LrClock {
+        decay_nimg: match extra.get("lr_decay_nimg") {
+            Some(v) => v.as_f64().ok_or_else(|| Error::BadCheckpoint {
+                path: run.checkpoints(),
+                why: format!("malformed learning-rate position {v}"),
+                hint: String::new(),
+            })?,
+            None => 0.0,
+        },
+    };
 
     // The schedules (learning rate, EMA) advance per iteration of a super-batch of `batch`
     // images, as in the seed: selection changes what each iteration trains on, not its
-    // position in the schedule. The run ends after `duration_nimg` images of super-batches.
+    // position in the schedule (unless `train.lr.selection_scaling` asks for the AJEST image
+    // code's scaling). The run ends after `duration_nimg` images of super-batches.
     let budget_done = |c: &Counters| {
         (cfg.train.budget_nimg > 0 && c.nimg >= cfg.train.budget_nimg)
             || (cfg.train.budget_seconds > 0.0 && c.total_seconds() >= cfg.train.budget_seconds)
@@ -276,7 +288,7 @@ pub fn run_task<T: Task>(
 
         // Train: forward, backward, Adam; then the EMA.
         let t = Instant::now();
-        let lr = cfg.train.lr.at((c.step * batch) as f64);
+        let lr = lr_clock.rate(&cfg.train.lr, c.step, batch, n);
         let losses = task.step(sub, weights.as_deref(), lr)?;
         let mean = losses.mean();
         if !mean.is_finite() {
@@ -287,6 +299,7 @@ pub fn run_task<T: Task>(
                 dir: run.checkpoints(),
             });
         }
+        lr_clock.advance(batch, n);
         c.step += 1;
         c.nimg += n;
         c.nimg_scored += if chosen.scored { batch } else { n };
@@ -328,6 +341,9 @@ pub fn run_task<T: Task>(
         let extra = || {
             let mut m = task.state();
             m.insert("noise".into(), noise.state());
+            if cfg.train.lr.selection_scaling {
+                m.insert("lr_decay_nimg".into(), lr_clock.decay_nimg.into());
+            }
             serde_json::Value::Object(m)
         };
         for label in snapshots_due(cfg, run, c.nimg - n, &c) {

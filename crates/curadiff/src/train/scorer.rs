@@ -13,6 +13,17 @@ use crate::diffusion::toy_batch::Batch;
 use crate::error::Result;
 use crate::models::toy_denoiser::ToyModel;
 
+/// Where a reference run named in a config lives: `dir` as given, or relative to the run
+/// directory `run_dir` when it is relative and does not exist from here.
+pub fn reference_path(dir: &str, run_dir: &std::path::Path) -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(dir.trim());
+    if path.is_relative() && !path.exists() {
+        run_dir.join(path)
+    } else {
+        path
+    }
+}
+
 /// Per-example losses of a model on batches of type `B`.
 pub trait Scorer<B> {
     /// The weighted per-example losses on `b` (forward only).
@@ -92,7 +103,7 @@ mod tests {
     fn reference_losses_equal_the_learners_when_the_reference_is_the_learner() {
         let (mut l, set) = image_learner(0.05);
         for step in 0..3 {
-            let b = image_batch(&set, &mut lognormal(), 0.1, 0, step, 16);
+            let b = image_batch(&set, &mut lognormal(), 0.1, 0, step, 16).unwrap();
             let scored = Weights {
                 learner: &l,
                 ema: false,
@@ -107,7 +118,7 @@ mod tests {
             }
             l.update_ema((step + 1) * 16, 16);
         }
-        let b = image_batch(&set, &mut lognormal(), 0.1, 0, 9, 16);
+        let b = image_batch(&set, &mut lognormal(), 0.1, 0, 9, 16).unwrap();
         let ema = Weights {
             learner: &l,
             ema: true,

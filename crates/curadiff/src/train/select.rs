@@ -3,11 +3,11 @@
 //! select, and choose the mini-batch. The same phase serves any batch type (toy points,
 //! images). Every second spent here is booked as `score` or `select`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use super::run::Counters;
-use super::scorer::Scorer;
+use super::scorer::{reference_path, Scorer};
 use super::task::Chosen;
 use crate::curation::jest::Jest;
 use crate::curation::schedule::{Schedule, Switch};
@@ -73,13 +73,13 @@ impl<B> OnlineSelection<B> {
             "" => Reference::None,
             "ema" => Reference::LearnerEma,
             dir => {
-                let mut path = PathBuf::from(dir);
-                if path.is_relative() && !path.exists() {
-                    path = run_dir.join(dir);
-                }
-                Reference::Fixed(load(&path).map_err(|e| Error::InvalidValue {
-                    field: "select.reference".into(),
-                    why: format!("cannot load reference run {}: {e}", path.display()),
+                let path = reference_path(dir, run_dir);
+                Reference::Fixed(load(&path).map_err(|e| match e {
+                    e @ Error::InvalidValue { .. } => e,
+                    e => Error::InvalidValue {
+                        field: "select.reference".into(),
+                        why: format!("cannot load reference run {}: {e}", path.display()),
+                    },
                 })?)
             }
         };
