@@ -80,6 +80,10 @@ pub struct Grid {
     /// Image grids: class-free guidance weight of an extra evaluation of every point.
     #[serde(default)]
     pub cfg: Option<f64>,
+    /// Image grids: evaluate the guided samples (autoguidance, CFG) at every budget point
+    /// (false: only at the end of training, which saves their sampling time).
+    #[serde(default = "default_true")]
+    pub guided_every_point: bool,
     /// Samples at the final evaluation of each cell.
     pub samples: usize,
     /// Samples at the other budget points.
@@ -129,6 +133,10 @@ pub struct Targets {
     pub fd: Option<f64>,
     /// The arm the speed-ups are relative to (default: the first arm).
     pub baseline: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_sample_seed() -> u64 {
@@ -610,10 +618,11 @@ fn run_image_cell(
         let (unguided, c) = score(None, None)?;
         let mut p = PointResult::at(&arm.name, seed, kind, point, c);
         p.images = Some(unguided);
-        if let (Some(_), Some(w)) = (guide, grid.guidance) {
+        let guided = grid.guided_every_point || label.is_none();
+        if let (Some(_), Some(w), true) = (guide, grid.guidance, guided) {
             p.images_guided = Some(score(Some((guide_dir.to_path_buf(), w)), None)?.0);
         }
-        if let Some(w) = grid.cfg {
+        if let (Some(w), true) = (grid.cfg, guided) {
             p.images_cfg = Some(score(None, Some(w))?.0);
         }
         points.push(p);
