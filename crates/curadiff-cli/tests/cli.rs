@@ -1090,4 +1090,114 @@ fn images_train_sample_and_evaluate_end_to_end() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("targets.fd"), "{}", stderr(&o));
+
+    // An image grid with a guide: trained once, it autoguides the evaluation and is the
+    // reference of an AJEST arm (re-drawn noise, the seed's learning-rate scaling); CFG is
+    // evaluated too, both only at the end (guided_every_point = false).
+    let ag_grid = g
+        .replace(
+            "[images]",
+            "guidance = 2.0\ncfg = 2.0\nguided_every_point = false\n\
+             [guide]\npreset = \"fmnist-guide\"\nset = [\"unet.channels=2\", \
+             \"train.duration_nimg=32\"]\n[images]",
+        )
+        .replace(
+            "set = [\"diffusion.schedule.kind=infonoise\"]",
+            "set = [\"select.method=jest\", \"select.filter_ratio=0.5\", \"select.chunks=2\", \
+             \"select.reference={guide}\", \"select.same_noise=false\", \
+             \"train.lr.selection_scaling=true\"]",
+        );
+    std::fs::write(&grid, &ag_grid).unwrap();
+    let gout = tmp.join("grid-guided");
+    let o = run(&[
+        "bench",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--out",
+        gout.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{ag_grid}\n{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(gout.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for l in &lines {
+        let per_class = l["images"]["per_class_accuracy"].as_array().unwrap();
+        assert_eq!(per_class.len(), 10, "{l}");
+        let fin = l["kind"] == "final";
+        for key in ["images_guided", "images_cfg"] {
+            assert_eq!(l[key].is_object(), fin, "{key} {l}");
+            if fin {
+                assert!(l[key]["fd"].as_f64().unwrap() > 0.0, "{l}");
+                assert_eq!(l[key]["n"], 12, "{l}");
+            }
+        }
+        if l["arm"] == "infonoise" {
+            // The AJEST arm scored every super-batch of 16 and trained on 8.
+            assert_eq!(
+                l["nimg_scored"].as_u64().unwrap(),
+                2 * l["nimg"].as_u64().unwrap()
+            );
+        }
+    }
+    assert!(gout.join("guides/seed-0/config.toml").is_file());
+    let report = std::fs::read_to_string(gout.join("report.md")).unwrap();
+    assert!(
+        report.contains("autoguided FD") && report.contains("CFG class accuracy"),
+        "{report}"
+    );
+    // A guidance weight without a guide is refused with the fix.
+    std::fs::write(&grid, g.replace("[images]", "guidance = 2.0\n[images]")).unwrap();
+    let o = run(&[
+        "bench",
+        "--grid",
+        grid.to_str().unwrap(),
+        "--out",
+        gout.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("[guide]"), "{}", stderr(&o));
+
+    // A selection reference that is not a run, and one conditioned on another class count,
+    // are refused before training, naming the key; nothing is written to the run.
+    for (reference, why) in [
+        (tmp.join("no-such-run"), "not a run directory"),
+        (tmp.join("uncond"), "conditioned on 0 classes"),
+    ] {
+        if why.contains("classes") {
+            let mut args = vec!["train", "--preset", "fmnist-guide", "--out"];
+            let u = reference.to_str().unwrap();
+            args.push(u);
+            args.extend_from_slice(&sets);
+            args.extend_from_slice(&[
+                "--set",
+                "unet.num_classes=0",
+                "--set",
+                "train.duration_nimg=16",
+            ]);
+            let o = run(&args);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        let bad_run = tmp.join("bad-ref-run");
+        let refset = format!("select.reference={}", reference.display());
+        let mut args = vec![
+            "train",
+            "--preset",
+            "fmnist",
+            "--out",
+            bad_run.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&sets);
+        args.extend_from_slice(&["--set", "select.method=rho", "--set", &refset]);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("select.reference") && stderr(&o).contains(why),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!bad_run.join("config.toml").exists());
+    }
 }

@@ -465,8 +465,10 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     )?;
     let run = RunDir::new(dir);
     let cfg = &with_fingerprint(&run, cfg, &data)?;
-    claim(&run, cfg)?;
+    // The task first: its references are loaded and checked before the run is claimed, so
+    // a bad reference leaves no run directory behind.
     let mut task = ImageTask::new(cfg, data, dir)?;
+    claim(&run, cfg)?;
     run_task(&run, cfg, &mut task, curate_seconds, obs)
 }
 
