@@ -198,7 +198,7 @@ pub fn read(info: &SnapshotInfo) -> Result<Vec<Vec<HostParam>>> {
             .collect();
         named.push((
             j,
-            format!("{i}"),
+            i.to_string(),
             HostParam {
                 name: name.to_string(),
                 shape: view.shape().to_vec(),
