@@ -98,6 +98,11 @@ pub enum Command {
         /// Output .safetensors (default: RUN/ema-phema-<σ_rel>-<nimg>.safetensors).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Combine only the stored profiles of these σ_rels, comma-separated (default: all).
+        /// When the run also tracks the target σ_rel, its stored weights are compared with the
+        /// reconstruction (`tracked_rel_l2`).
+        #[arg(long, value_delimiter = ',')]
+        from: Vec<f64>,
     },
     /// Tuned autoguidance: FD of every (main σ_rel, guide σ_rel, w) with post-hoc EMA
     /// weights, plus unguided and class-free guidance at each main σ_rel; DIR/results.jsonl

@@ -381,7 +381,16 @@ fn execute(cli: Cli) -> Result<()> {
             sigma_rel,
             nimg,
             out,
-        } => phema::write_reconstruction(&run, sigma_rel, nimg, out)?,
+            from,
+        } => phema::write_reconstruction(
+            &run,
+            &curadiff::train::phema::reconstruct::Target {
+                sigma_rel,
+                nimg,
+                from,
+            },
+            out,
+        )?,
         Command::SweepGuidance {
             run,
             guide,

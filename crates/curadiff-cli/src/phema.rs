@@ -19,18 +19,10 @@ pub fn targets(a: &PhemaArgs) -> (Option<Target>, Option<Target>) {
     )
 }
 
-/// `curadiff phema`: writes the reconstruction and prints how it was made.
-pub fn write_reconstruction(
-    run: &Path,
-    sigma_rel: f64,
-    nimg: Option<u64>,
-    out: Option<PathBuf>,
-) -> Result<()> {
-    let target = Target {
-        nimg,
-        ..Target::at(sigma_rel)
-    };
-    let r = reconstruct::reconstruct(run, &target)
+/// `curadiff phema`: writes the reconstruction and prints how it was made; compares it with
+/// the stored weights of the target σ_rel when the run tracks that one too.
+pub fn write_reconstruction(run: &Path, target: &Target, out: Option<PathBuf>) -> Result<()> {
+    let r = reconstruct::reconstruct(run, target)
         .with_context(|| format!("post-hoc EMA of {}", run.display()))?;
     let out = out.unwrap_or_else(|| {
         run.join(format!(
@@ -46,11 +38,12 @@ pub fn write_reconstruction(
             |t| serde_json::json!({ "nimg": t.nimg, "sigma_rel": t.sigma_rel, "x": t.coefficient }),
         )
         .collect();
+    let tracked = tracked_rel_l2(run, &r)?;
     println!(
         "{}",
         serde_json::json!({
             "run": run, "sigma_rel": r.sigma_rel, "nimg": r.nimg, "residual": r.residual,
-            "mass": r.mass, "out": out, "coefficients": terms,
+            "mass": r.mass, "out": out, "tracked_rel_l2": tracked, "coefficients": terms,
         })
     );
     Ok(())
@@ -80,4 +73,30 @@ pub fn sweep(c: &SweepConfig) -> Result<()> {
     line("best unguided", &s.best_unguided);
     line("best class-free", &s.best_cfg);
     Ok(())
+}
+
+/// ‖reconstruction − tracked‖ / ‖tracked‖ when the snapshot at `r.nimg` stores a profile at
+/// `r.sigma_rel` that the reconstruction did not use.
+fn tracked_rel_l2(run: &Path, r: &reconstruct::Reconstruction) -> Result<Option<f64>> {
+    use curadiff::train::phema::snapshot;
+    let same = |s: f64| (s - r.sigma_rel).abs() < 1e-9;
+    if r.terms.iter().any(|t| same(t.sigma_rel)) {
+        return Ok(None);
+    }
+    let snaps = snapshot::list(run)?;
+    let Some(info) = snaps.iter().find(|s| s.nimg == r.nimg) else {
+        return Ok(None);
+    };
+    let Some(j) = info.sigma_rels.iter().position(|&s| same(s)) else {
+        return Ok(None);
+    };
+    let stored = snapshot::read(info)?;
+    let (mut d, mut n) = (0.0f64, 0.0f64);
+    for (a, b) in r.params.iter().zip(&stored[j]) {
+        for (x, y) in a.data.iter().zip(&b.data) {
+            d += (*x as f64 - *y as f64).powi(2);
+            n += (*y as f64).powi(2);
+        }
+    }
+    Ok(Some((d / n.max(1e-30)).sqrt()))
 }
