@@ -293,3 +293,65 @@ pub fn write(path: &Path, s: &Samples) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::phema::reconstruct::tests::{tiny_phema_cfg, tmp};
+    use crate::train::run::Quiet;
+
+    fn request(run: &Path) -> SampleRequest {
+        SampleRequest {
+            run: run.to_path_buf(),
+            snapshot: None,
+            guide: None,
+            cfg: None,
+            class: None,
+            unconditional: false,
+            n: 3,
+            seed: 7,
+            raw: false,
+            phema: None,
+            guide_phema: None,
+        }
+    }
+
+    #[test]
+    fn post_hoc_weights_sample_and_a_mismatched_guide_is_named() {
+        // The main run samples with its checkpoint EMA (σ_rel 0.05) and with a post-hoc EMA at
+        // 0.08, which differ; a guide with another class count is refused, naming both runs
+        // and the difference.
+        let (main, guide) = (tmp("job-main"), tmp("job-guide"));
+        let mut cfg = tiny_phema_cfg(&[0.05, 0.10]);
+        cfg.train.duration_nimg = 64;
+        crate::train::run::train(&main, &cfg, &mut Quiet).unwrap();
+        if let Some(u) = cfg.unet.as_mut() {
+            u.num_classes = 0;
+        }
+        crate::train::run::train(&guide, &cfg, &mut Quiet).unwrap();
+        let plain = sample(&request(&main)).unwrap();
+        let post = sample(&SampleRequest {
+            phema: Some(Target::at(0.08)),
+            ..request(&main)
+        })
+        .unwrap();
+        assert_ne!(plain.images, post.images);
+        let e = sample(&SampleRequest {
+            guide: Some((guide.clone(), 2.0)),
+            guide_phema: Some(Target::at(0.05)),
+            ..request(&main)
+        })
+        .err()
+        .expect("another class count")
+        .to_string();
+        assert!(
+            e.contains(&guide.display().to_string())
+                && e.contains(&main.display().to_string())
+                && e.contains("0 classes (guide) vs 10 (main)"),
+            "{e}"
+        );
+        for d in [main, guide] {
+            std::fs::remove_dir_all(d).ok();
+        }
+    }
+}

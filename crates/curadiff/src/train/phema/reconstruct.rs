@@ -252,7 +252,7 @@ pub fn write_weights(path: &Path, r: &Reconstruction) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::train::config::RunConfig;
     use crate::train::presets::preset;
