@@ -80,6 +80,63 @@ pub enum Command {
         /// Images: use this snapshot of the run (a folder name under RUN/snapshots).
         #[arg(long)]
         snapshot: Option<String>,
+        #[command(flatten)]
+        phema: PhemaArgs,
+    },
+    /// Post-hoc EMA: reconstruct an image run's EMA at σ_rel X (and time N) from its
+    /// RUN/phema snapshots, write the weights as safetensors, and print the coefficients and
+    /// the residual of the profile fit.
+    Phema {
+        #[arg(long)]
+        run: PathBuf,
+        /// σ_rel of the EMA to reconstruct, in (0, 0.28).
+        #[arg(long)]
+        sigma_rel: f64,
+        /// Its time in images (default: the last snapshot's).
+        #[arg(long)]
+        nimg: Option<u64>,
+        /// Output .safetensors (default: RUN/ema-phema-<σ_rel>-<nimg>.safetensors).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Combine only the stored profiles of these σ_rels, comma-separated (default: all).
+        /// When the run also tracks the target σ_rel, its stored weights are compared with the
+        /// reconstruction (`tracked_rel_l2`).
+        #[arg(long, value_delimiter = ',')]
+        from: Vec<f64>,
+    },
+    /// Tuned autoguidance: FD of every (main σ_rel, guide σ_rel, w) with post-hoc EMA
+    /// weights, plus unguided and class-free guidance at each main σ_rel; DIR/results.jsonl
+    /// (resumable) and DIR/results.md sorted by FD.
+    SweepGuidance {
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long)]
+        guide: PathBuf,
+        /// EMA widths of the main network, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        main_sigma_rel: Vec<f64>,
+        /// EMA widths of the guide, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        guide_sigma_rel: Vec<f64>,
+        /// Autoguidance weights, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1.2,1.5,2.0")]
+        w: Vec<f64>,
+        /// Class-free guidance weights, comma-separated (each at every main σ_rel).
+        #[arg(long, value_delimiter = ',')]
+        cfg: Vec<f64>,
+        /// Samples per point.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Feature classifier file (default: the cached one).
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+        /// Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Evaluate samples (and optionally the model) and print JSON metrics.
     Eval {
@@ -166,6 +223,20 @@ pub enum Command {
     },
 }
 
+/// Post-hoc EMA weights for sampling (image runs with RUN/phema snapshots).
+#[derive(clap::Args, Clone, Debug)]
+pub struct PhemaArgs {
+    /// Sample the main network's EMA reconstructed post hoc at this σ_rel.
+    #[arg(long)]
+    pub phema: Option<f64>,
+    /// The time (images) of that EMA (default: the last snapshot's).
+    #[arg(long, requires = "phema")]
+    pub phema_nimg: Option<u64>,
+    /// The guide's EMA reconstructed post hoc at this σ_rel.
+    #[arg(long, requires = "guide")]
+    pub guide_phema: Option<f64>,
+}
+
 #[derive(Subcommand)]
 pub enum EvalWhat {
     /// Exact toy metrics of a samples file.
@@ -201,8 +272,16 @@ pub enum EvalWhat {
         #[arg(long, default_value_t = 1000)]
         n: usize,
         /// With --run: class-free guidance weight.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "guide")]
         cfg: Option<f64>,
+        /// With --run: autoguidance guide run.
+        #[arg(long, requires_all = ["run", "guidance"])]
+        guide: Option<PathBuf>,
+        /// With --run: autoguidance weight w.
+        #[arg(long, requires = "guide")]
+        guidance: Option<f64>,
+        #[command(flatten)]
+        phema: PhemaArgs,
         /// Feature classifier file (default: the cached one).
         #[arg(long)]
         classifier: Option<PathBuf>,

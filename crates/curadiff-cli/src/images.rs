@@ -99,22 +99,19 @@ pub fn eval_samples(
     )?)
 }
 
-/// Metrics of a run: `n` class-conditional EMA samples (classes in turn) at every snapshot
-/// (or only the newest checkpoint), one JSON line each, with the training nimg and seconds.
-#[allow(clippy::too_many_arguments)]
+/// Metrics of a run: `req.n` class-conditional samples (classes in turn) of `req` at every
+/// snapshot (or only the newest checkpoint), one JSON line each, with the training nimg and
+/// seconds.
 pub fn eval_run(
-    run: &Path,
+    req: &imagejob::SampleRequest,
     snapshots: bool,
-    n: usize,
-    cfg_w: Option<f64>,
     clf_path: Option<&Path>,
     data: Option<&Path>,
-    seed: u64,
 ) -> Result<()> {
     let clf = load_classifier(clf_path)?;
     let reference = images::load_fashion_mnist(&fmnist_dir(data), Split::Test)?;
     let mut labels: Vec<Option<String>> = if snapshots {
-        curadiff::train::image_run::snapshot_labels(run)?
+        curadiff::train::image_run::snapshot_labels(&req.run)?
             .into_iter()
             .map(Some)
             .collect()
@@ -123,16 +120,23 @@ pub fn eval_run(
     };
     labels.push(None);
     for label in labels {
-        let (m, c, sample_seconds) =
-            imagejob::score_snapshot(run, label.as_deref(), n, cfg_w, seed, &clf, &reference)?;
+        let r = imagejob::SampleRequest {
+            snapshot: label.clone(),
+            ..req.clone()
+        };
+        let (m, c, sample_seconds) = imagejob::score(&r, &clf, &reference)?;
         println!(
             "{}",
             serde_json::json!({
                 "snapshot": label.unwrap_or_else(|| "latest".into()),
-                "nimg": c.nimg, "train_seconds": c.total_seconds(), "cfg": cfg_w,
+                "nimg": c.nimg, "train_seconds": c.total_seconds(), "cfg": req.cfg,
+                "guide": req.guide.as_ref().map(|g| &g.0),
+                "guidance": req.guide.as_ref().map(|g| g.1),
+                "phema": req.phema.as_ref().map(|t| t.sigma_rel),
+                "guide_phema": req.guide_phema.as_ref().map(|t| t.sigma_rel),
                 "fd": m.fd, "kid": m.kid_mean, "precision": m.precision, "recall": m.recall,
                 "class_accuracy": m.class_accuracy, "per_class_accuracy": m.per_class_accuracy,
-                "feature_network": m.feature_network, "n": n, "sample_seconds": sample_seconds,
+                "feature_network": m.feature_network, "n": req.n, "sample_seconds": sample_seconds,
             })
         );
     }

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod args;
 mod bench;
 mod images;
+mod phema;
 mod report;
 mod tables;
 
@@ -129,9 +130,11 @@ fn execute(cli: Cli) -> Result<()> {
             unconditional,
             cfg,
             snapshot,
+            phema: ph,
         } => {
             let rd = run::RunDir::new(&run);
             if rd.config().exists() && rd.read_config()?.data.is_images() {
+                let (phema, guide_phema) = phema::targets(&ph);
                 let req = curadiff::imagejob::SampleRequest {
                     run,
                     snapshot,
@@ -142,6 +145,8 @@ fn execute(cli: Cli) -> Result<()> {
                     n,
                     seed,
                     raw,
+                    phema,
+                    guide_phema,
                 };
                 let s = curadiff::imagejob::sample(&req)?;
                 curadiff::imagejob::write(&out, &s)?;
@@ -158,9 +163,17 @@ fn execute(cli: Cli) -> Result<()> {
                 eprintln!("wrote {n} images to {}", out.display());
                 return Ok(());
             }
-            if class.is_some() || unconditional || cfg.is_some() || snapshot.is_some() {
+            if class.is_some()
+                || unconditional
+                || cfg.is_some()
+                || snapshot.is_some()
+                || ph.phema.is_some()
+                || ph.guide_phema.is_some()
+            {
                 anyhow::bail!(curadiff::Error::Config(
-                    "--class, --unconditional, --cfg and --snapshot are for image runs".into()
+                    "--class, --unconditional, --cfg, --snapshot, --phema and --guide-phema \
+                     are for image runs"
+                        .into()
                 ));
             }
             let g = guide.as_deref().zip(guidance);
@@ -315,6 +328,9 @@ fn execute(cli: Cli) -> Result<()> {
                     snapshots,
                     n,
                     cfg,
+                    guide,
+                    guidance,
+                    phema: ph,
                     classifier,
                     mobilenet,
                     mobilenet_side,
@@ -333,20 +349,73 @@ fn execute(cli: Cli) -> Result<()> {
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
-            (None, Some(r)) => images::eval_run(
-                &r,
-                snapshots,
-                n,
-                cfg,
-                classifier.as_deref(),
-                data.as_deref(),
-                seed,
-            )?,
+            (None, Some(r)) => {
+                let (phema, guide_phema) = phema::targets(&ph);
+                if snapshots && phema.is_some() {
+                    anyhow::bail!(curadiff::Error::Config(
+                        "--phema picks the weights itself; leave out --snapshots".into()
+                    ));
+                }
+                let req = curadiff::imagejob::SampleRequest {
+                    run: r,
+                    snapshot: None,
+                    guide: guide.zip(guidance),
+                    cfg,
+                    class: None,
+                    unconditional: false,
+                    n,
+                    seed,
+                    raw: false,
+                    phema,
+                    guide_phema,
+                };
+                images::eval_run(&req, snapshots, classifier.as_deref(), data.as_deref())?
+            }
             (None, None) => anyhow::bail!(curadiff::Error::Config(
                 "eval images needs --samples FILE.npy or --run RUN".into()
             )),
         },
         Command::Report { run } => report::run(&run)?,
+        Command::Phema {
+            run,
+            sigma_rel,
+            nimg,
+            out,
+            from,
+        } => phema::write_reconstruction(
+            &run,
+            &curadiff::train::phema::reconstruct::Target {
+                sigma_rel,
+                nimg,
+                from,
+            },
+            out,
+        )?,
+        Command::SweepGuidance {
+            run,
+            guide,
+            main_sigma_rel,
+            guide_sigma_rel,
+            w,
+            cfg,
+            n,
+            seed,
+            out,
+            classifier,
+            data,
+        } => phema::sweep(&curadiff::bench::guidance_sweep::SweepConfig {
+            main: run,
+            guide,
+            main_sigma_rels: main_sigma_rel,
+            guide_sigma_rels: guide_sigma_rel,
+            w,
+            cfg,
+            n,
+            seed,
+            out,
+            classifier,
+            data,
+        })?,
         Command::Presets => {
             for p in PRESETS {
                 println!("{:<12} {}", p.name, p.about);

@@ -1201,3 +1201,78 @@ fn images_train_sample_and_evaluate_end_to_end() {
         assert!(!bad_run.join("config.toml").exists());
     }
 }
+
+#[test]
+fn post_hoc_ema_reconstructs_samples_and_refuses_bad_sigma_rels() {
+    // A tiny fused U-Net on the fixture with post-hoc EMA snapshots every step (4 of them):
+    // a σ_rel between the stored 0.05 and 0.10 is written with its coefficients and
+    // residual, and samples; one outside (0, 0.28) or beyond what the snapshots reconstruct
+    // is refused with exit code 2 and the range.
+    let tmp = TempDir::new("phema");
+    let run_dir = tmp.join("run");
+    let data_s = format!("data.path={}", fixture().display());
+    let mut args = vec![
+        "train",
+        "--preset",
+        "fmnist",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ];
+    for s in [
+        data_s.as_str(),
+        "unet.channels=4",
+        "unet.mults=[1, 2]",
+        "unet.noise_channels=8",
+        "unet.emb_channels=8",
+        "train.batch=16",
+        "train.duration_nimg=64",
+        "train.log_every_nimg=32",
+        "train.checkpoint_every_nimg=32",
+        "train.sample_every_nimg=0",
+        "train.phema_sigma_rels=[0.05, 0.10]",
+        "train.phema_every_nimg=16",
+        "sampler.steps=2",
+    ] {
+        args.extend_from_slice(&["--set", s]);
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = run_dir.to_str().unwrap();
+    let out = tmp.join("w.safetensors");
+    let o = run(&[
+        "phema",
+        "--run",
+        r,
+        "--sigma-rel",
+        "0.07",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["nimg"], 64);
+    assert_eq!(v["coefficients"].as_array().unwrap().len(), 8);
+    assert!(v["residual"].as_f64().unwrap() < 0.05, "{v}");
+    assert!(out.is_file());
+    let o = run(&[
+        "sample",
+        "--run",
+        r,
+        "--phema",
+        "0.07",
+        "--n",
+        "2",
+        "--out",
+        tmp.join("s.npy").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (bad, says) in [("0.5", "(0, 0.28)"), ("0.003", "reconstructable range")] {
+        let o = run(&["phema", "--run", r, "--sigma-rel", bad]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("sigma_rel"), "{}", stderr(&o));
+    }
+    let o = run(&["phema", "--run", r, "--sigma-rel", "0.07", "--nimg", "8"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("16..=64"), "{}", stderr(&o));
+}

@@ -11,6 +11,7 @@ use crate::eval::images::ImageMetrics;
 use crate::train::config::RunConfig;
 use crate::train::image::{sample_images, Guide, UnetDenoiser};
 use crate::train::image_run;
+use crate::train::phema::reconstruct::{reconstruct, Target};
 use crate::train::run::Counters;
 
 /// What to sample.
@@ -32,6 +33,11 @@ pub struct SampleRequest {
     pub seed: u64,
     /// Raw weights instead of the EMA.
     pub raw: bool,
+    /// Post-hoc EMA of the main network: its EMA reconstructed at this σ_rel (and time) from
+    /// the run's phema snapshots instead of the checkpoint's EMA.
+    pub phema: Option<Target>,
+    /// Post-hoc EMA of the autoguidance guide.
+    pub guide_phema: Option<Target>,
 }
 
 /// Samples with their labels and image shape.
@@ -58,33 +64,74 @@ pub fn score_snapshot(
     clf: &Classifier,
     reference: &ImageSet,
 ) -> Result<(ImageMetrics, Counters, f64)> {
+    score(
+        &SampleRequest {
+            run: run.to_path_buf(),
+            snapshot: snapshot.map(str::to_string),
+            guide: None,
+            cfg,
+            class: None,
+            unconditional: false,
+            n,
+            seed,
+            raw: false,
+            phema: None,
+            guide_phema: None,
+        },
+        clf,
+        reference,
+    )
+}
+
+/// The samples of `req` scored against `reference` with the classifier's features (class
+/// accuracy when they are class-conditional); also the main run's counters and the seconds
+/// the sampling took.
+pub fn score(
+    req: &SampleRequest,
+    clf: &Classifier,
+    reference: &ImageSet,
+) -> Result<(ImageMetrics, Counters, f64)> {
     let t = std::time::Instant::now();
-    let s = sample(&SampleRequest {
-        run: run.to_path_buf(),
-        snapshot: snapshot.map(str::to_string),
-        guide: None,
-        cfg,
-        class: None,
-        unconditional: false,
-        n,
-        seed,
-        raw: false,
-    })?;
+    let s = sample(req)?;
     let seconds = t.elapsed().as_secs_f64();
     let labels: Option<Vec<usize>> = s.labels.iter().copied().collect();
-    let m = crate::eval::images::evaluate(clf, &s.images, n, labels.as_deref(), reference, seed)?;
+    let m = crate::eval::images::evaluate(
+        clf,
+        &s.images,
+        req.n,
+        labels.as_deref(),
+        reference,
+        req.seed,
+    )?;
     Ok((m, s.counters, seconds))
 }
 
 type Loaded = (RunConfig, UnetDenoiser, Counters);
 
-fn load_den(dir: &Path, snapshot: Option<&str>, raw: bool) -> Result<Loaded> {
-    let (cfg, l, counters) = image_run::load(dir, snapshot)?;
-    if !cfg.data.is_images() {
+fn load_den(
+    dir: &Path,
+    snapshot: Option<&str>,
+    raw: bool,
+    phema: Option<&Target>,
+) -> Result<Loaded> {
+    let rcfg = crate::train::run::RunDir::new(dir).read_run_config()?;
+    if !rcfg.data.is_images() {
         return Err(Error::Config(format!(
             "{} is a toy run; this command needs an image run",
             dir.display()
         )));
+    }
+    let (cfg, mut l, counters) = image_run::load(dir, snapshot)?;
+    if let Some(t) = phema {
+        if raw || snapshot.is_some() {
+            return Err(Error::Config(
+                "post-hoc EMA weights are their own choice of weights: leave out the raw \
+                 weights and the snapshot when asking for them"
+                    .into(),
+            ));
+        }
+        let r = reconstruct(dir, t)?;
+        l.set_ema_params(t.sigma_rel, &r.params)?;
     }
     Ok((
         cfg,
@@ -99,7 +146,12 @@ fn load_den(dir: &Path, snapshot: Option<&str>, raw: bool) -> Result<Loaded> {
 
 /// Draws the samples of `req`.
 pub fn sample(req: &SampleRequest) -> Result<Samples> {
-    let (config, main, counters) = load_den(&req.run, req.snapshot.as_deref(), req.raw)?;
+    let (config, main, counters) = load_den(
+        &req.run,
+        req.snapshot.as_deref(),
+        req.raw,
+        req.phema.as_ref(),
+    )?;
     let k = main.num_classes;
     if let Some(c) = req.class.filter(|&c| c >= k.max(1) || k == 0) {
         return Err(Error::InvalidValue {
@@ -127,15 +179,38 @@ pub fn sample(req: &SampleRequest) -> Result<Samples> {
             });
         }
     }
+    if req.guide_phema.is_some() && req.guide.is_none() {
+        return Err(Error::Config(
+            "a post-hoc EMA for the guide needs an autoguidance guide run".into(),
+        ));
+    }
     let guide_den = match &req.guide {
         Some((dir, _)) => {
-            let (gcfg, g, _) = load_den(dir, None, req.raw)?;
-            if gcfg.data != config.data || g.shape != main.shape || g.num_classes != k {
+            let (gcfg, g, _) = load_den(dir, None, req.raw, req.guide_phema.as_ref())?;
+            let mut differs = Vec::new();
+            if g.shape != main.shape {
+                differs.push(format!(
+                    "image shape {:?} (guide) vs {:?} (main)",
+                    g.shape, main.shape
+                ));
+            }
+            if g.num_classes != k {
+                differs.push(format!("{} classes (guide) vs {k} (main)", g.num_classes));
+            }
+            if gcfg.data != config.data {
+                differs.push(format!(
+                    "data {} (guide) vs {} (main)",
+                    data_summary(&gcfg),
+                    data_summary(&config)
+                ));
+            }
+            if !differs.is_empty() {
                 return Err(Error::Config(format!(
-                    "guide {} was trained on different data or image shape than {}; \
-                     autoguidance needs the same task",
+                    "guide {} does not fit main run {}: {}; autoguidance needs a guide \
+                     trained on the same task",
                     dir.display(),
-                    req.run.display()
+                    req.run.display(),
+                    differs.join("; ")
                 )));
             }
             Some(g)
@@ -181,6 +256,26 @@ pub fn sample(req: &SampleRequest) -> Result<Samples> {
     })
 }
 
+/// A run's data section in one line, for messages.
+fn data_summary(cfg: &RunConfig) -> String {
+    let d = &cfg.data;
+    let mut s = format!("kind={}", d.kind);
+    for (k, v) in [
+        ("path", &d.path),
+        ("subset", &d.subset),
+        ("windows", &d.windows),
+        ("fingerprint", &d.fingerprint),
+    ] {
+        if !v.is_empty() {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    if d.imbalance_ratio != 0.0 {
+        s.push_str(&format!(" imbalance_ratio={}", d.imbalance_ratio));
+    }
+    s
+}
+
 /// The labels file written beside a samples file: `x.npy` → `x.labels.npy`.
 pub fn labels_path(samples: &Path) -> PathBuf {
     samples.with_extension("labels.npy")
@@ -197,4 +292,66 @@ pub fn write(path: &Path, s: &Samples) -> Result<()> {
         npy::write_i64(&labels_path(path), &[n], &l)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::phema::reconstruct::tests::{tiny_phema_cfg, tmp};
+    use crate::train::run::Quiet;
+
+    fn request(run: &Path) -> SampleRequest {
+        SampleRequest {
+            run: run.to_path_buf(),
+            snapshot: None,
+            guide: None,
+            cfg: None,
+            class: None,
+            unconditional: false,
+            n: 3,
+            seed: 7,
+            raw: false,
+            phema: None,
+            guide_phema: None,
+        }
+    }
+
+    #[test]
+    fn post_hoc_weights_sample_and_a_mismatched_guide_is_named() {
+        // The main run samples with its checkpoint EMA (σ_rel 0.05) and with a post-hoc EMA at
+        // 0.08, which differ; a guide with another class count is refused, naming both runs
+        // and the difference.
+        let (main, guide) = (tmp("job-main"), tmp("job-guide"));
+        let mut cfg = tiny_phema_cfg(&[0.05, 0.10]);
+        cfg.train.duration_nimg = 64;
+        crate::train::run::train(&main, &cfg, &mut Quiet).unwrap();
+        if let Some(u) = cfg.unet.as_mut() {
+            u.num_classes = 0;
+        }
+        crate::train::run::train(&guide, &cfg, &mut Quiet).unwrap();
+        let plain = sample(&request(&main)).unwrap();
+        let post = sample(&SampleRequest {
+            phema: Some(Target::at(0.08)),
+            ..request(&main)
+        })
+        .unwrap();
+        assert_ne!(plain.images, post.images);
+        let e = sample(&SampleRequest {
+            guide: Some((guide.clone(), 2.0)),
+            guide_phema: Some(Target::at(0.05)),
+            ..request(&main)
+        })
+        .err()
+        .expect("another class count")
+        .to_string();
+        assert!(
+            e.contains(&guide.display().to_string())
+                && e.contains(&main.display().to_string())
+                && e.contains("0 classes (guide) vs 10 (main)"),
+            "{e}"
+        );
+        for d in [main, guide] {
+            std::fs::remove_dir_all(d).ok();
+        }
+    }
 }

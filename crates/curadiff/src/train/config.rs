@@ -146,6 +146,18 @@ pub struct TrainConfig {
     /// the end); 0: only at the end.
     #[serde(default)]
     pub sample_every_nimg: u64,
+    /// Images: σ_rel of extra power-function EMA profiles kept for post-hoc EMA
+    /// ([`super::phema`], EDM2 Sec. 3.2), each in (0, 0.28); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phema_sigma_rels: Vec<f64>,
+    /// Write a snapshot of those profiles to `RUN/phema` every this many images (0: never;
+    /// needed when `phema_sigma_rels` is set).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub phema_every_nimg: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Everything that determines a training run.
@@ -200,6 +212,45 @@ fn finite(field: &str, v: f64) -> Result<()> {
 }
 
 impl RunConfig {
+    /// Checks `train.phema_sigma_rels` and `train.phema_every_nimg`.
+    fn validate_phema(&self) -> Result<()> {
+        let t = &self.train;
+        if t.phema_sigma_rels.is_empty() {
+            return Ok(());
+        }
+        if !self.data.is_images() {
+            return Err(invalid(
+                "train.phema_sigma_rels",
+                "post-hoc EMA profiles are kept for image runs; the toy has none: remove the key",
+            ));
+        }
+        for (i, &s) in t.phema_sigma_rels.iter().enumerate() {
+            if !(s.is_finite() && s > 0.0 && s < 0.28) {
+                return Err(invalid(
+                    "train.phema_sigma_rels",
+                    format!("entry {i} is {s}; each σ_rel must be in (0, 0.28), e.g. [0.05, 0.10]"),
+                ));
+            }
+            if t.phema_sigma_rels[..i]
+                .iter()
+                .any(|&o| super::host_state::phema_group(o) == super::host_state::phema_group(s))
+            {
+                return Err(invalid(
+                    "train.phema_sigma_rels",
+                    format!("σ_rel {s} is listed twice"),
+                ));
+            }
+        }
+        if t.phema_every_nimg == 0 {
+            return Err(invalid(
+                "train.phema_every_nimg",
+                "post-hoc EMA needs snapshots: set it to the snapshot period in images, e.g. \
+                 64 × train.batch",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every field's range; the error names the field.
     pub fn validate(&self) -> Result<()> {
         if !["toy", "fmnist", "npy", "folder"].contains(&self.data.kind.as_str()) {
@@ -336,6 +387,7 @@ impl RunConfig {
                 format!("must be in [0, 0.28) (0 disables), got {}", t.ema_sigma_rel),
             ));
         }
+        self.validate_phema()?;
         if t.log_every_nimg == 0 {
             return Err(invalid("train.log_every_nimg", "must be at least 1"));
         }

@@ -3,6 +3,41 @@
 //! The averaged weights at time t weigh past weights ∝ τ^γ; the relative standard deviation of
 //! that profile is σ_rel = sqrt((γ+1) / ((γ+2)²(γ+3))). One update with batch Δt at images t:
 //! β = (1 − Δt/t)^(γ+1), p_ema ← β·p_ema + (1 − β)·p.
+//!
+//! [`Profile`] is the one EMA of host parameters: a run keeps one for inference
+//! (`train.ema_sigma_rel`) and, for post-hoc reconstruction ([`super::phema`]), any number more
+//! (`train.phema_sigma_rels`), all updated by [`Profile::update`].
+
+use crate::models::params::HostParam;
+
+/// One power-function EMA of a set of host parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub sigma_rel: f64,
+    pub gamma: f64,
+    pub params: Vec<HostParam>,
+}
+
+impl Profile {
+    /// A profile at `sigma_rel` starting from `params`.
+    pub fn new(sigma_rel: f64, params: &[HostParam]) -> Self {
+        Self {
+            sigma_rel,
+            gamma: gamma_from_sigma_rel(sigma_rel),
+            params: params.to_vec(),
+        }
+    }
+
+    /// The update after a step of `batch` images that brought the count to `nimg`.
+    pub fn update(&mut self, params: &[HostParam], nimg: u64, batch: usize) {
+        let beta = beta(self.gamma, nimg as f64, batch as f64) as f32;
+        for (e, p) in self.params.iter_mut().zip(params) {
+            for (ev, pv) in e.data.iter_mut().zip(&p.data) {
+                *ev = *ev * beta + pv * (1.0 - beta);
+            }
+        }
+    }
+}
 
 /// γ of the power-function profile with relative standard deviation `sigma_rel`
 /// (EDM2 eq. for `std_to_exp`: the largest real root of

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ema;
+use super::ema::Profile;
 use super::params::HostParam;
 use crate::error::{Error, Result};
 use crate::models::layers::NORM_EPS;
@@ -14,7 +14,10 @@ use crate::models::layers::NORM_EPS;
 #[derive(Debug, Clone)]
 pub struct HostState {
     pub params: Vec<HostParam>,
-    pub ema: Option<Vec<HostParam>>,
+    /// The EMA used for inference (`train.ema_sigma_rel`).
+    pub ema: Option<Profile>,
+    /// Further profiles kept for post-hoc EMA (`train.phema_sigma_rels`).
+    pub phema: Vec<Profile>,
     pub m: Vec<Vec<f32>>,
     pub v: Vec<Vec<f32>>,
     /// Adam steps taken.
@@ -22,7 +25,6 @@ pub struct HostState {
     beta1: f64,
     beta2: f64,
     eps: f64,
-    gamma: f64,
 }
 
 impl HostState {
@@ -34,7 +36,8 @@ impl HostState {
     ) -> Self {
         let zeros: Vec<Vec<f32>> = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
         Self {
-            ema: (ema_sigma_rel > 0.0).then(|| params.clone()),
+            ema: (ema_sigma_rel > 0.0).then(|| Profile::new(ema_sigma_rel, &params)),
+            phema: Vec::new(),
             m: zeros.clone(),
             v: zeros,
             t: 0,
@@ -42,12 +45,14 @@ impl HostState {
             beta1,
             beta2,
             eps,
-            gamma: if ema_sigma_rel > 0.0 {
-                ema::gamma_from_sigma_rel(ema_sigma_rel)
-            } else {
-                0.0
-            },
         }
+    }
+
+    /// Adds post-hoc EMA profiles at `sigma_rels`, starting from the current parameters.
+    pub fn add_phema(&mut self, sigma_rels: &[f64]) {
+        let ps = &self.params;
+        self.phema
+            .extend(sigma_rels.iter().map(|&s| Profile::new(s, ps)));
     }
 
     /// One Adam step with gradients `grads` (one per parameter) at learning rate `lr`,
@@ -72,25 +77,21 @@ impl HostState {
         }
     }
 
-    /// EMA update after a step of `batch` images that brought the count to `nimg`.
+    /// Update of every EMA profile after a step of `batch` images that brought the count to
+    /// `nimg`.
     pub fn update_ema(&mut self, nimg: u64, batch: usize) {
-        let Some(ema) = self.ema.as_mut() else {
-            return;
-        };
-        let beta = ema::beta(self.gamma, nimg as f64, batch as f64) as f32;
-        for (e, p) in ema.iter_mut().zip(&self.params) {
-            for (ev, pv) in e.data.iter_mut().zip(&p.data) {
-                *ev = *ev * beta + pv * (1.0 - beta);
-            }
+        for e in self.ema.iter_mut().chain(self.phema.iter_mut()) {
+            e.update(&self.params, nimg, batch);
         }
     }
 
     /// The EMA weights (the raw weights when the EMA is off).
     pub fn ema_params(&self) -> &[HostParam] {
-        self.ema.as_deref().unwrap_or(&self.params)
+        self.ema.as_ref().map_or(&self.params, |e| &e.params)
     }
 
-    /// Checkpoint groups "net", "ema", "adam_m", "adam_v" (the burn learners' layout).
+    /// Checkpoint groups "net", "ema", "adam_m", "adam_v" (the burn learners' layout), and
+    /// one [`phema_group`] per post-hoc profile.
     pub fn to_groups(&self) -> BTreeMap<String, Vec<HostParam>> {
         let like = |v: &[Vec<f32>]| -> Vec<HostParam> {
             self.params
@@ -106,8 +107,9 @@ impl HostState {
         let mut g = BTreeMap::new();
         g.insert("net".into(), self.params.clone());
         if let Some(e) = &self.ema {
-            g.insert("ema".into(), e.clone());
+            g.insert("ema".into(), e.params.clone());
         }
+        phema_groups(&self.phema, &mut g);
         g.insert("adam_m".into(), like(&self.m));
         g.insert("adam_v".into(), like(&self.v));
         g
@@ -138,17 +140,60 @@ impl HostState {
         let net = check("net")?.clone();
         let m = check("adam_m")?.iter().map(|p| p.data.clone()).collect();
         let v = check("adam_v")?.iter().map(|p| p.data.clone()).collect();
-        let ema = match self.ema {
+        let ema = match &self.ema {
             Some(_) => Some(check("ema")?.clone()),
             None => None,
         };
         self.params = net;
-        self.ema = ema;
+        if let (Some(e), Some(stored)) = (self.ema.as_mut(), ema) {
+            e.params = stored;
+        }
         self.m = m;
         self.v = v;
         self.t = adam_t;
-        Ok(())
+        restore_phema(&mut self.phema, g)
     }
+}
+
+/// Post-hoc EMA profiles `phema` into checkpoint groups `g` ([`phema_group`] each, of the
+/// profiles' own names and shapes).
+pub fn phema_groups(phema: &[Profile], g: &mut BTreeMap<String, Vec<HostParam>>) {
+    for p in phema {
+        g.insert(phema_group(p.sigma_rel), p.params.clone());
+    }
+}
+
+/// Restores post-hoc EMA profiles from checkpoint groups `g`: each must be there with the
+/// profile's names and shapes.
+pub fn restore_phema(phema: &mut [Profile], g: &BTreeMap<String, Vec<HostParam>>) -> Result<()> {
+    for p in phema.iter_mut() {
+        let k = phema_group(p.sigma_rel);
+        let Some(stored) = g.get(&k) else {
+            return Err(Error::Model(format!(
+                "the run keeps a post-hoc EMA profile at σ_rel {} (train.phema_sigma_rels) but \
+                 the checkpoint has no '{k}' tensors; keep the train.phema_sigma_rels the run \
+                 started with, or start a new run directory",
+                p.sigma_rel
+            )));
+        };
+        let fits = stored.len() == p.params.len()
+            && stored
+                .iter()
+                .zip(&p.params)
+                .all(|(a, b)| a.shape == b.shape && a.name == b.name);
+        if !fits {
+            return Err(Error::Model(format!(
+                "stored '{k}' parameters do not match the model's names and shapes"
+            )));
+        }
+        p.params = stored.clone();
+    }
+    Ok(())
+}
+
+/// The checkpoint group of the post-hoc EMA profile at `sigma_rel`, e.g. "phema-0.050000".
+pub fn phema_group(sigma_rel: f64) -> String {
+    format!("phema-{sigma_rel:.6}")
 }
 
 /// Forced weight normalisation of one stored weight: each row (first dimension) rescaled to

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::ema;
-use super::host_state::HostState;
+use super::ema::{self, Profile};
+use super::host_state::{phema_groups, restore_phema, HostState};
 use super::image::{FusedWeights, HostInputs, ImageBatch, UnetDenoiser};
 use super::learner::Losses;
 use super::optim::Adam;
@@ -33,12 +33,14 @@ enum Engine {
     Fused(FusedState),
 }
 
-/// The burn engine: the network on the autodiff device, burn's Adam and a flat EMA.
+/// The burn engine: the network on the autodiff device, burn's Adam and a flat EMA; the
+/// post-hoc EMA profiles on the host.
 struct BurnState {
     den: UnetDenoiser,
     adam: Adam,
     ema: Option<Vec<Tensor<1>>>,
     gamma: f64,
+    phema: Vec<Profile>,
 }
 
 /// The fused engine: host parameters and state, and a burn network of the same shape (on
@@ -131,6 +133,7 @@ impl ImageLearner {
                 } else {
                     0.0
                 },
+                phema: Vec::new(),
             })
         };
         Ok(Self { engine, weighting })
@@ -290,17 +293,67 @@ impl ImageLearner {
     pub fn update_ema(&mut self, nimg: u64, batch: usize) {
         match &mut self.engine {
             Engine::Burn(s) => {
-                let Some(ema) = s.ema.as_mut() else {
-                    return;
-                };
-                let beta = ema::beta(s.gamma, nimg as f64, batch as f64);
-                let cur = params::to_flat(&s.den.net);
-                for (e, p) in ema.iter_mut().zip(cur) {
-                    *e = e.clone().mul_scalar(beta) + p.mul_scalar(1.0 - beta);
+                if let Some(ema) = s.ema.as_mut() {
+                    let beta = ema::beta(s.gamma, nimg as f64, batch as f64);
+                    let cur = params::to_flat(&s.den.net);
+                    for (e, p) in ema.iter_mut().zip(cur) {
+                        *e = e.clone().mul_scalar(beta) + p.mul_scalar(1.0 - beta);
+                    }
+                }
+                if !s.phema.is_empty() {
+                    // The network's own parameters always read back.
+                    let host = params::to_host(&s.den.net).unwrap_or_else(|e| {
+                        panic!("internal: cannot read the network's parameters: {e}")
+                    });
+                    s.phema
+                        .iter_mut()
+                        .for_each(|p| p.update(&host, nimg, batch));
                 }
             }
             Engine::Fused(f) => f.state.update_ema(nimg, batch),
         }
+    }
+
+    /// Keeps post-hoc EMA profiles at `sigma_rels` beside the EMA, starting from the current
+    /// weights ([`Profile`]s on the host on both engines).
+    pub fn add_phema(&mut self, sigma_rels: &[f64]) -> Result<()> {
+        match &mut self.engine {
+            Engine::Fused(f) => f.state.add_phema(sigma_rels),
+            Engine::Burn(s) => {
+                let host = params::to_host(&s.den.net)?;
+                s.phema
+                    .extend(sigma_rels.iter().map(|&r| Profile::new(r, &host)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The post-hoc EMA profiles (empty when none are kept).
+    pub fn phema_profiles(&self) -> &[Profile] {
+        match &self.engine {
+            Engine::Fused(f) => &f.state.phema,
+            Engine::Burn(s) => &s.phema,
+        }
+    }
+
+    /// Replaces the EMA weights (what [`Self::ema_inference`] samples with) by `ps`, e.g. a
+    /// post-hoc reconstruction at `sigma_rel`; `ps` must have the network's names and shapes.
+    pub fn set_ema_params(&mut self, sigma_rel: f64, ps: &[HostParam]) -> Result<()> {
+        match &mut self.engine {
+            Engine::Burn(s) => {
+                let net = params::from_host(s.den.net.clone(), ps)?;
+                s.ema = Some(params::to_flat(&net));
+            }
+            Engine::Fused(f) => {
+                params::from_host(f.template.net.clone(), ps)?;
+                f.state.ema = Some(Profile {
+                    sigma_rel,
+                    gamma: ema::gamma_from_sigma_rel(sigma_rel),
+                    params: ps.to_vec(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The current weights as an inference denoiser (no autodiff).
@@ -350,7 +403,11 @@ impl ImageLearner {
     /// Checkpoint groups "net", "ema", "adam_m", "adam_v" (the same on both engines).
     pub fn to_groups(&self) -> Result<BTreeMap<String, Vec<HostParam>>> {
         match &self.engine {
-            Engine::Burn(s) => params::learner_groups(&s.den.net, s.ema.as_deref(), &s.adam),
+            Engine::Burn(s) => {
+                let mut g = params::learner_groups(&s.den.net, s.ema.as_deref(), &s.adam)?;
+                phema_groups(&s.phema, &mut g);
+                Ok(g)
+            }
             Engine::Fused(f) => Ok(f.state.to_groups()),
         }
     }
@@ -363,7 +420,7 @@ impl ImageLearner {
                 let net = s.den.net.clone();
                 s.den.net =
                     params::restore_learner(net, &mut s.ema, &mut s.adam, g, adam_t, &device)?;
-                Ok(())
+                restore_phema(&mut s.phema, g)
             }
             Engine::Fused(f) => f.state.load_groups(g, adam_t),
         }

@@ -56,7 +56,7 @@ pub fn unet_of(cfg: &RunConfig) -> Result<&UnetConfig> {
 
 /// A fresh learner for an image config (on the training device).
 pub fn learner(cfg: &RunConfig) -> Result<ImageLearner> {
-    ImageLearner::new(
+    let mut l = ImageLearner::new(
         unet_of(cfg)?,
         cfg.seed,
         cfg.diffusion.sigma_data,
@@ -64,7 +64,9 @@ pub fn learner(cfg: &RunConfig) -> Result<ImageLearner> {
         Adam::new(cfg.train.beta1, cfg.train.beta2, cfg.train.eps),
         cfg.train.ema_sigma_rel,
         &crate::device::training(),
-    )
+    )?;
+    l.add_phema(&cfg.train.phema_sigma_rels)?;
+    Ok(l)
 }
 
 /// Writes a class-conditional grid (one row per class, [`GRID_COLS`] columns; unconditional
@@ -349,6 +351,16 @@ impl Task for ImageTask<'_> {
         )
     }
 
+    fn write_phema(&self, run: &RunDir, position: u64, batch: u64) -> Result<bool> {
+        let every = self.cfg.train.phema_every_nimg;
+        let profiles = self.learner.phema_profiles();
+        if every == 0 || profiles.is_empty() || !crossed(position, batch, every) {
+            return Ok(false);
+        }
+        super::phema::snapshot::write(&run.root, position, profiles)?;
+        Ok(true)
+    }
+
     fn groups(&self) -> Result<Groups> {
         self.learner.to_groups()
     }
@@ -591,6 +603,47 @@ mod tests {
         assert_eq!(std::fs::read(pa).unwrap(), std::fs::read(pb).unwrap());
         for d in [a, b] {
             std::fs::remove_dir_all(d).ok();
+        }
+    }
+
+    #[test]
+    fn post_hoc_ema_profiles_resume_bit_identically() {
+        // Two post-hoc profiles snapshotted every step, on both engines: run A trains 4 steps;
+        // B starts from A's step-2 checkpoint. The profiles (checkpoint groups) and the
+        // snapshots B writes at steps 3 and 4 are bitwise A's.
+        for attn in [vec![1], Vec::new()] {
+            let mut cfg = tiny_cfg();
+            cfg.unet.as_mut().unwrap().attn_levels = attn;
+            cfg.train.phema_sigma_rels = vec![0.05, 0.10];
+            cfg.train.phema_every_nimg = 16;
+            let (a, b) = (tmp("ph-a"), tmp("ph-b"));
+            train(&a, &cfg, &mut Quiet).unwrap();
+            std::fs::create_dir_all(b.join("checkpoints")).unwrap();
+            for f in [
+                "config.toml",
+                "stats.jsonl",
+                "checkpoints/ckpt-000000002.json",
+                "checkpoints/ckpt-000000002.safetensors",
+            ] {
+                std::fs::copy(a.join(f), b.join(f)).unwrap();
+            }
+            assert_eq!(train(&b, &cfg, &mut Quiet).unwrap().resumed_from, Some(2));
+            let (_, la, _) = load(&a, None).unwrap();
+            let (_, lb, _) = load(&b, None).unwrap();
+            let (ga, gb) = (la.to_groups().unwrap(), lb.to_groups().unwrap());
+            assert!(ga.contains_key("phema-0.050000") && ga.contains_key("phema-0.100000"));
+            assert_ne!(ga["phema-0.050000"], ga["phema-0.100000"]);
+            assert_eq!(ga, gb, "engine {}", la.engine_name());
+            let snaps = crate::train::phema::snapshot::list(&b).unwrap();
+            assert_eq!(snaps.iter().map(|s| s.nimg).collect::<Vec<_>>(), [48, 64]);
+            for s in snaps {
+                let name = s.path.file_name().unwrap();
+                let bytes = |d: &Path| std::fs::read(d.join("phema").join(name)).unwrap();
+                assert!(bytes(&a) == bytes(&b), "{name:?}");
+            }
+            for d in [a, b] {
+                std::fs::remove_dir_all(d).ok();
+            }
         }
     }
 

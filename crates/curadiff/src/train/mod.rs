@@ -14,6 +14,7 @@ pub mod learner;
 pub mod lr;
 pub mod noise_log;
 pub mod params;
+pub mod phema;
 pub mod presets;
 pub mod reweight_log;
 pub mod run;

@@ -337,7 +337,12 @@ pub fn run_task<T: Task>(
             c.add("eval", t);
         }
 
-        // Budget snapshots and checkpoint (their state is gathered only when one is due).
+        // Post-hoc EMA snapshots, budget snapshots and checkpoint (their state is gathered
+        // only when one is due).
+        let t = Instant::now();
+        if task.write_phema(run, position, batch)? {
+            c.add("checkpoint", t);
+        }
         let extra = || {
             let mut m = task.state();
             m.insert("noise".into(), noise.state());

@@ -110,6 +110,13 @@ pub trait Task {
         Ok(())
     }
 
+    /// Writes the post-hoc EMA snapshot due after the step that reached schedule position
+    /// `position` (every `train.phema_every_nimg`); whether one was written. The default keeps
+    /// none.
+    fn write_phema(&self, _run: &RunDir, _position: u64, _batch: u64) -> Result<bool> {
+        Ok(false)
+    }
+
     /// The learner's parameters, EMA and optimiser state.
     fn groups(&self) -> Result<Groups>;
 
