@@ -654,6 +654,8 @@ fn score_image_point(
         n,
         seed,
         raw: false,
+        phema: None,
+        guide_phema: None,
     })?;
     let sample_seconds = t.elapsed().as_secs_f64();
     let labels: Option<Vec<usize>> = s.labels.iter().copied().collect();
