@@ -299,7 +299,8 @@ pub enum EvalWhat {
         seed: u64,
     },
     /// A toy run's noise-schedule error profile m̂(σ) (its newest refresh) against the exact
-    /// mmse(σ) of the analytic posterior; one JSON line per shown bin.
+    /// mmse(σ) of the analytic posterior; one JSON line per shown bin (`observed`: whether
+    /// m̂ there was measured rather than filled; null for records from before the field).
     ToyMmse {
         #[arg(long)]
         run: PathBuf,

@@ -248,7 +248,8 @@ fn execute(cli: Cli) -> Result<()> {
                     "{}",
                     serde_json::json!({
                         "step": last.step, "sigma": sigma, "m_hat": est,
-                        "exact_mmse": exact, "ratio": est / exact,
+                        "observed": last.observed.get(k), "exact_mmse": exact,
+                        "ratio": est / exact,
                     })
                 );
             }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::doc::{Block, Table};
 use super::report_cells::noise_blocks;
 use super::report_html::{page, Provenance};
+use crate::diffusion::infonoise::Refresh;
 use crate::error::{Error, Result};
 use crate::plot::lines::{line_svg, LinePlot, Series};
 use crate::train::noise_log;
@@ -292,16 +293,22 @@ pub fn run_blocks(root: &Path) -> Result<(Vec<Block>, Provenance)> {
         blocks.extend(noise);
         if !refreshes.is_empty() {
             blocks.push(Block::Table(Table {
-                head: ["refresh at step", "gate c", "π: σ 10 %", "σ 50 %", "σ 90 %"]
-                    .map(String::from)
-                    .to_vec(),
+                head: [
+                    "refresh at step",
+                    "gate c (from)",
+                    "π: σ 10 %",
+                    "σ 50 %",
+                    "σ 90 %",
+                ]
+                .map(String::from)
+                .to_vec(),
                 left: 0,
                 rows: refreshes
                     .iter()
                     .map(|r| {
                         vec![
                             r.step.to_string(),
-                            r.gate_c.map_or("—".into(), num),
+                            gate_c(r),
                             num(r.quantiles[0]),
                             num(r.quantiles[1]),
                             num(r.quantiles[2]),
@@ -313,6 +320,15 @@ pub fn run_blocks(root: &Path) -> Result<(Vec<Block>, Provenance)> {
     }
     let prov = Provenance::collect(config, "training, all phases", Some(total(last)));
     Ok((blocks, prov))
+}
+
+/// The pivot of a refresh with where it came from, e.g. "0.81 (onset)".
+fn gate_c(r: &Refresh) -> String {
+    match (r.gate_c, r.gate_c_source) {
+        (Some(c), Some(src)) => format!("{} ({})", num(c), src.name()),
+        (Some(c), None) => num(c),
+        (None, _) => "—".into(),
+    }
 }
 
 /// Writes `root/report.html`; returns its path.

@@ -1,13 +1,17 @@
 //! The EDM diffusion core: preconditioning, loss, noise-level sampling, the Heun sampler and
 //! guidance.
+pub mod binned_state;
 pub mod denoiser;
+pub mod gate;
 pub mod guidance;
 pub mod infonoise;
+pub mod log_grid;
 pub mod loss;
 pub mod noise;
 pub mod precond;
 pub mod sampler;
 pub mod toy_batch;
+pub mod warmup;
 
 use serde::{Deserialize, Serialize};
 

@@ -12,6 +12,11 @@ use super::loss::Weighting;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
+/// u(σ) of EDM2's learned log-variance at the given σ (None: the loss has none). The
+/// adaptive schedules ask for it at their bin centres when they refresh π, since the loss
+/// weight that π compensates is then λ(σ)/e^{u(σ)}.
+pub type LogVarianceAt<'a> = &'a mut dyn FnMut(&[f64]) -> Result<Option<Vec<f64>>>;
+
 /// Draws training noise levels; adaptive samplers learn from observed errors.
 pub trait NoiseSampler {
     /// One σ per example.
@@ -110,7 +115,8 @@ pub enum ScheduleKind {
 /// per-bin error and the refresh cadence. Defaults: n = 3 and p = 0.002 are the InfoNoise
 /// paper's constants; the grid, smoothing, minimum count, warm-up and cadence are not
 /// published and take the values of the public re-implementation for MNIST-scale runs; the
-/// base-prior floor (5%) and the pivot fallback are this project's safety additions.
+/// base-prior floor (5%), the pivot fallback and the stratified warm-up are this project's
+/// additions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
@@ -128,6 +134,14 @@ pub struct ScheduleConfig {
     pub bins: usize,
     /// Steps drawn from the base prior (the log-normal) before the first refresh.
     pub warmup_steps: u64,
+    /// Stratify the warm-up (while π is still the base prior): just enough rows of each batch,
+    /// m = ⌈R·min_bin_count/warmup_steps⌉, walk the R bins of the prior's central range
+    /// ln σ ∈ P_mean ± 3·P_std (clipped to the grid) in turn, uniform in log σ inside each,
+    /// so every bin there holds min_bin_count errors at the first refresh and the onset rule
+    /// reads measured values where the prior trains; the other rows come from the prior. It
+    /// moves the warm-up's σ marginal by m/batch (24 of 128 with 256 bins, 8 errors, 60
+    /// steps). false: the prior only (the behaviour before this key).
+    pub warmup_stratified: bool,
     /// Steps between refreshes of π after the warm-up.
     pub refresh_every: u64,
     /// Temporal EMA of the per-bin error: m̂ ← β m̂ + (1−β) m_raw.
@@ -159,6 +173,7 @@ impl Default for ScheduleConfig {
             sigma_max: 80.0,
             bins: 256,
             warmup_steps: 2000,
+            warmup_stratified: true,
             refresh_every: 1000,
             beta: 0.9,
             min_bin_count: 8,
@@ -278,6 +293,21 @@ impl Schedule {
         match self {
             Schedule::Binned(s) => s.restore(v),
             _ => Ok(()),
+        }
+    }
+
+    /// [`NoiseSampler::observe`] for a loss that may learn EDM2's log-variance u(σ):
+    /// `log_variance` is asked for u at the bin centres only when this observation refreshes
+    /// π (the fixed schedules never ask).
+    pub fn observe_with(
+        &mut self,
+        sigma: &[f64],
+        x0_error: &[f64],
+        log_variance: LogVarianceAt<'_>,
+    ) -> Result<()> {
+        match self {
+            Schedule::LogNormal(_) | Schedule::Laplace(_) => Ok(()),
+            Schedule::Binned(s) => s.observe_with(sigma, x0_error, log_variance),
         }
     }
 

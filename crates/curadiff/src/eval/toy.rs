@@ -490,6 +490,115 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_pivot_does_not_move_when_the_grid_reaches_lower() {
+        // InfoNoise's pivot c on the toy's exact mmse, on two grids that share their bins
+        // (Δ = ln 2/4) from σ_a = 5·2⁻¹² ≈ 0.00122 up to 5 (48 bins) and differ below it:
+        // the second reaches σ_a/2 (52 bins). A warm-up of 20 steps × 256 draws from EDM's
+        // prior (15 rows a step stratified over the 37 bins of ln σ ∈ −1.2 ± 3.6 on the
+        // grid, 8-9 per bin) measures the bins from σ ≈ 0.009 up; the four new bins below σ_a
+        // get nothing (the prior puts 2e-6 of its mass there), are filled, and are never read
+        // by the onset rule, so both grids see the same draws, the same measured profile and
+        // the same c (≈ 0.81). Tolerance 1e-12 relative: c is then the same bin centre
+        // computed from two different ln σ_min (edges ln σ_min + i·Δ round differently,
+        // ≈ 1e-15).
+        use crate::diffusion::gate::{GateSource, OnsetRule};
+        use crate::diffusion::infonoise::{Binned, Event, Refresh};
+        use crate::diffusion::noise::{NoiseSampler, ScheduleConfig, ScheduleKind};
+        let m = Mixture::tree(Classes::AB);
+        let grid = |bins: usize| ScheduleConfig {
+            kind: ScheduleKind::Infonoise,
+            sigma_min: 5.0 * 0.5f64.powf(bins as f64 / 4.0),
+            sigma_max: 5.0,
+            bins,
+            warmup_steps: 20,
+            refresh_every: 1000,
+            ..Default::default()
+        };
+        let edm = LogNormal {
+            p_mean: -1.2,
+            p_std: 1.2,
+        };
+        let new = |c: &ScheduleConfig| Binned::new(c.clone(), edm.clone(), Weighting::Score, 0.5);
+        // The exact mmse at the wide grid's bin centres; an error is looked up by its bin.
+        let wide = grid(52);
+        let probe = new(&wide);
+        let mmse: Vec<f64> = probe
+            .centers()
+            .iter()
+            .map(|&s| exact_mmse(&m, s, 2000, 9))
+            .collect();
+        let bin = |s: f64| ((s / wide.sigma_min).ln() / (2f64.ln() / 4.0)).floor();
+        let error = |s: f64| match bin(s) {
+            k if (0.0..52.0).contains(&k) => mmse[k as usize],
+            _ => f64::NAN,
+        };
+        let refresh = |c: &ScheduleConfig| -> Refresh {
+            let mut s = new(c);
+            for step in 0..20 {
+                let sigma = s.draw(&mut Rng::new(3, Stream::Data, step), 256);
+                let err: Vec<f64> = sigma.iter().map(|&x| error(x)).collect();
+                s.observe(&sigma, &err);
+            }
+            s.take_events()
+                .into_iter()
+                .find_map(|e| match e {
+                    Event::Refresh(r) => Some(*r),
+                    Event::Warning(_) => None,
+                })
+                .expect("a refresh after the warm-up")
+        };
+        let (a, b) = (refresh(&grid(48)), refresh(&wide));
+        assert_eq!(a.observed, b.observed[4..]);
+        assert!(b.observed[..4].iter().all(|&o| !o));
+        assert_eq!(a.gate_c_source, Some(GateSource::Onset));
+        assert_eq!(b.gate_c_source, Some(GateSource::Onset));
+        let (ca, cb) = (a.gate_c.unwrap(), b.gate_c.unwrap());
+        assert!(
+            (cb / ca - 1.0).abs() < 1e-12,
+            "c = {ca} on [σ_a, 5], {cb} on [σ_a/2, 5]"
+        );
+        // The old rule read the filled bins too: its maximum sat at σ_min, c near 8·σ_min,
+        // and halving σ_min moved it by about half.
+        let old = |r: &Refresh| {
+            let rate: Vec<f64> = r
+                .m_hat
+                .iter()
+                .zip(&r.sigma)
+                .map(|(m, s)| m / s.powi(3))
+                .collect();
+            let rule = OnsetRule {
+                gate_c: 0.0,
+                fallback: 0.0,
+                p: 0.002,
+            };
+            rule.pivot(&rate, &r.sigma, &vec![true; rate.len()]).c
+        };
+        assert!(
+            old(&b) < 0.75 * old(&a),
+            "old rule: {} vs {}",
+            old(&a),
+            old(&b)
+        );
+        // The limit of the invariance: when every bin down to σ_min is measured, m̂/σ³ of this
+        // continuous density grows like 1/σ (mmse → σ²), its maximum is the lowest bin, and
+        // c moves with σ_min again. It is the warm-up's range, not the grid, that sets it.
+        let full = |c: &ScheduleConfig, from: usize| {
+            let mut s = new(&ScheduleConfig {
+                warmup_steps: 1,
+                min_bin_count: 1,
+                ..c.clone()
+            });
+            let sigma = s.centers();
+            s.observe(&sigma, &mmse[from..]);
+            match s.take_events().remove(0) {
+                Event::Refresh(r) => r.gate_c.unwrap(),
+                Event::Warning(w) => panic!("{w}"),
+            }
+        };
+        assert!(full(&wide, 0) < full(&grid(48), 4));
+    }
+
+    #[test]
     fn exact_samples_score_near_perfect_and_noise_scores_low() {
         // Exact samples of the tree are hits wherever the density is above the contour: the
         // contour encloses most of the mass, so classification is high.

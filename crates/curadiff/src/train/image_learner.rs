@@ -188,6 +188,29 @@ impl ImageLearner {
         (weighted, x0)
     }
 
+    /// EDM2's learned log-variance u(σ) of the current weights at `sigma` (the uncertainty
+    /// head on the Fourier features of c_noise; the loss is λ‖D − y‖²/e^u + u), or `None`
+    /// without the head (`unet.uncertainty = false`).
+    pub fn log_variance(&self, sigma: &[f64]) -> Result<Option<Vec<f64>>> {
+        let den = match &self.engine {
+            Engine::Burn(s) => inference_of(&s.den),
+            Engine::Fused(f) => UnetDenoiser {
+                net: params::from_host(f.template.net.clone(), &f.state.params)?,
+                ..f.template.clone()
+            },
+        };
+        let device = den.net.out_gain.val().device();
+        match den.net.logvar(den.noise_features(sigma, &device)) {
+            None => Ok(None),
+            Some(u) => Ok(Some(
+                read(u, "the learned log-variance")?
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+            )),
+        }
+    }
+
     /// Forward-only per-example losses of the current weights.
     pub fn losses(&self, batch: &ImageBatch) -> Result<Losses> {
         self.losses_of(false, batch)
@@ -668,6 +691,47 @@ mod tests {
     }
 
     const ALL_GROUPS: [&str; 4] = ["net", "ema", "adam_m", "adam_v"];
+
+    #[test]
+    fn the_log_variance_is_the_u_the_loss_divides_by() {
+        // With the uncertainty head each example's loss is λ·x0/e^u + u (EDM2 eq. 21, x0 the
+        // per-dimension ‖D − y‖²): the u that `log_variance` reports at the batch's σ must
+        // satisfy it, on both engines, to f32 rounding. Without the head there is none.
+        let set = fixture(8);
+        let b = image_batch(&set, &mut lognormal(), 0.0, 0, 0, 8).unwrap();
+        for engine in [UnetEngine::Fused, UnetEngine::Burn] {
+            let cfg = UnetConfig {
+                engine,
+                ..fused_cfg()
+            };
+            let dev = crate::device::training();
+            let mut l = ImageLearner::new(&cfg, 1, 0.5, Weighting::Edm, adam(), 0.0, &dev).unwrap();
+            l.step(&b, 1e-2).unwrap();
+            let losses = l.losses(&b).unwrap();
+            let u = l.log_variance(&b.sigma).unwrap().unwrap();
+            assert_eq!(u.len(), 8);
+            assert!(u.iter().any(|&v| v.abs() > 1e-3), "{u:?}");
+            for (i, &u) in u.iter().enumerate() {
+                let lam = Weighting::Edm.lambda(b.sigma[i], 0.5);
+                let want = lam * losses.x0_error[i] as f64 * (-u).exp() + u;
+                let got = losses.weighted[i] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{engine:?} example {i}: {got} vs {want}"
+                );
+            }
+        }
+        let plain = ImageLearner::new(
+            &tiny(),
+            1,
+            0.5,
+            Weighting::Edm,
+            adam(),
+            0.0,
+            &Device::flex(),
+        );
+        assert_eq!(plain.unwrap().log_variance(&[0.5]).unwrap(), None);
+    }
 
     #[test]
     fn fused_engine_matches_burn_autodiff() {

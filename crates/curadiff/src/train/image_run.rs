@@ -311,7 +311,7 @@ impl Task for ImageTask<'_> {
         };
         // The reference scores the very (x, σ, noise) the learner just trained on.
         let reference = match &self.reweight_reference {
-            Some(s) => Some(s.losses(b)?),
+            Some(s) => Some(s.losses(b)?.weighted),
             None => None,
         };
         let Some(r) = self.reweighter.as_mut() else {
@@ -335,6 +335,10 @@ impl Task for ImageTask<'_> {
 
     fn x0_errors(_b: &ImageBatch, losses: &Losses) -> Vec<f64> {
         losses.x0_error.iter().map(|&v| v as f64).collect()
+    }
+
+    fn log_variance(&self, sigma: &[f64]) -> Result<Option<Vec<f64>>> {
+        self.learner.log_variance(sigma)
     }
 
     fn eval_due(&self, position: u64, batch: u64, done: bool) -> bool {
@@ -881,6 +885,38 @@ mod tests {
             .to_string();
         assert!(e.contains("select.reference"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Under online selection the noise schedule observes the learner's x0-errors on every
+    /// scored row of the super-batch (4 steps × 16), not the 8 chosen rows a step; with
+    /// EDM2's uncertainty head its refresh reads u(σ) at the bin centres from the weights the
+    /// run ends with (the refresh is after the last step).
+    #[test]
+    fn the_noise_schedule_sees_the_scored_super_batch_and_the_learned_uncertainty() {
+        use crate::curation::select_config::Method;
+        let mut cfg = tiny_cfg();
+        cfg.unet.as_mut().unwrap().uncertainty = true;
+        cfg.diffusion.schedule.warmup_steps = 4;
+        cfg.select.method = Method::Rho;
+        cfg.select.filter_ratio = 0.5;
+        cfg.select.reference = "ema".into();
+        let dir = tmp("sees-super");
+        let o = train(&dir, &cfg, &mut Quiet).unwrap();
+        assert_eq!((o.counters.nimg, o.counters.nimg_scored), (32, 64));
+        let all = crate::train::noise_log::read(&dir).unwrap();
+        assert_eq!(all.len(), 1);
+        let r = &all[0];
+        assert_eq!(r.step, 4);
+        assert_eq!(r.counts.iter().sum::<u64>() + r.skipped, 4 * 16);
+        let (_, l, _) = load(&dir, None).unwrap();
+        let u = l.log_variance(&r.sigma).unwrap().unwrap();
+        let recorded = r.log_variance.as_ref().unwrap();
+        assert_eq!(recorded.len(), r.sigma.len());
+        // JSON numbers read back to within an ulp (serde_json's float parsing).
+        for (a, b) in recorded.iter().zip(&u) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// DRO class weights through the loop: the reference scores each trained batch, the

@@ -16,7 +16,7 @@ use super::stats::{StatsWindow, StatsWriter};
 use super::task::Task;
 use crate::curation::reweighter::mean_one;
 use crate::diffusion::infonoise::Event;
-use crate::diffusion::noise::{NoiseSampler, Schedule};
+use crate::diffusion::noise::Schedule;
 use crate::error::{Error, Result};
 
 /// Receives progress; the CLI draws a progress bar from it.
@@ -315,9 +315,16 @@ pub fn run_task<T: Task>(
             }
         }
 
-        // Noise schedule: observe the per-example x0-errors; adaptive schedules refresh π.
+        // Noise schedule: observe the per-example x0-errors (of every scored row of the
+        // super-batch under selection); adaptive schedules refresh π, asking for the loss's
+        // learned log-variance u(σ) at their bin centres.
         let t = Instant::now();
-        noise.observe(T::sigma(sub), &T::x0_errors(sub, &losses));
+        let (seen, seen_losses) = chosen.observed(&losses);
+        noise.observe_with(
+            T::sigma(seen),
+            &T::x0_errors(seen, seen_losses),
+            &mut |sigma| task.log_variance(sigma),
+        )?;
         c.add("noise", t);
         noise_events(run, &mut noise, c.step, obs)?;
 

@@ -1,14 +1,15 @@
-//! The reference-loss seam: per-example losses λ(σ)·‖D(x; σ) − target‖² of a model on a
-//! batch's own inputs (the same x, σ and noise the learner sees), without a gradient. The
-//! online selectors score a super-batch with the learner and a reference through it (RHO,
-//! JEST, AJEST's guide); the same scores can drive a reweighter.
+//! The reference-loss seam: per-example losses λ(σ)·‖D(x; σ) − target‖² (and the x0-errors
+//! ‖D − y‖²) of a model on a batch's own inputs (the same x, σ and noise the learner sees),
+//! without a gradient. The online selectors score a super-batch with the learner and a
+//! reference through it (RHO, JEST, AJEST's guide); the same scores can drive a reweighter,
+//! and the learner's x0-errors on the whole super-batch feed the noise schedule.
 //!
 //! A scorer is a learner's current weights or its EMA ([`Weights`]), or a frozen model from
 //! another run ([`FrozenToy`], [`FrozenImage`]), for the toy and for images alike.
 
 use super::image::{ImageBatch, ImageLearner};
 use super::learner::ToyLearner;
-use crate::diffusion::loss::Weighting;
+use crate::diffusion::loss::{Losses, Weighting};
 use crate::diffusion::toy_batch::Batch;
 use crate::error::Result;
 use crate::models::toy_denoiser::ToyModel;
@@ -26,8 +27,9 @@ pub fn reference_path(dir: &str, run_dir: &std::path::Path) -> std::path::PathBu
 
 /// Per-example losses of a model on batches of type `B`.
 pub trait Scorer<B> {
-    /// The weighted per-example losses on `b` (forward only).
-    fn losses(&self, b: &B) -> Result<Vec<f32>>;
+    /// The per-example losses on `b` (forward only): the weighted ones the selectors rank
+    /// and the x0-errors a noise schedule observes.
+    fn losses(&self, b: &B) -> Result<Losses>;
 }
 
 /// A learner's current weights (`ema` false) or its EMA weights (`ema` true; the current ones
@@ -38,22 +40,22 @@ pub struct Weights<'a, L> {
 }
 
 impl Scorer<Batch> for Weights<'_, ToyLearner> {
-    fn losses(&self, b: &Batch) -> Result<Vec<f32>> {
+    fn losses(&self, b: &Batch) -> Result<Losses> {
         if self.ema {
             let w = self.learner.weighting();
-            Ok(self.learner.ema_inference().losses(b, w)?.weighted)
+            self.learner.ema_inference().losses(b, w)
         } else {
-            Ok(self.learner.losses(b)?.weighted)
+            self.learner.losses(b)
         }
     }
 }
 
 impl Scorer<ImageBatch> for Weights<'_, ImageLearner> {
-    fn losses(&self, b: &ImageBatch) -> Result<Vec<f32>> {
+    fn losses(&self, b: &ImageBatch) -> Result<Losses> {
         if self.ema {
-            Ok(self.learner.ema_losses(b)?.weighted)
+            self.learner.ema_losses(b)
         } else {
-            Ok(self.learner.losses(b)?.weighted)
+            self.learner.losses(b)
         }
     }
 }
@@ -66,8 +68,8 @@ pub struct FrozenToy {
 }
 
 impl Scorer<Batch> for FrozenToy {
-    fn losses(&self, b: &Batch) -> Result<Vec<f32>> {
-        Ok(self.model.losses(b, self.weighting)?.weighted)
+    fn losses(&self, b: &Batch) -> Result<Losses> {
+        self.model.losses(b, self.weighting)
     }
 }
 
@@ -75,8 +77,8 @@ impl Scorer<Batch> for FrozenToy {
 pub struct FrozenImage(pub ImageLearner);
 
 impl Scorer<ImageBatch> for FrozenImage {
-    fn losses(&self, b: &ImageBatch) -> Result<Vec<f32>> {
-        Ok(self.0.ema_losses(b)?.weighted)
+    fn losses(&self, b: &ImageBatch) -> Result<Losses> {
+        self.0.ema_losses(b)
     }
 }
 
@@ -110,10 +112,16 @@ mod tests {
             }
             .losses(&b)
             .unwrap();
-            let stepped = l.step(&b, 1e-2).unwrap().weighted;
+            let stepped = l.step(&b, 1e-2).unwrap();
             // The training forward (which keeps activations for the backward pass) and the
-            // scoring forward are different kernels: equal up to f32 rounding.
-            for (s, t) in scored.iter().zip(&stepped) {
+            // scoring forward are different kernels: equal up to f32 rounding, for the
+            // weighted losses and for the x0-errors (what a noise schedule observes).
+            let pairs = scored
+                .weighted
+                .iter()
+                .zip(&stepped.weighted)
+                .chain(scored.x0_error.iter().zip(&stepped.x0_error));
+            for (s, t) in pairs {
                 assert!((s - t).abs() <= 1e-5 * t.abs(), "step {step}: {s} vs {t}");
             }
             l.update_ema((step + 1) * 16, 16);
@@ -169,7 +177,7 @@ mod tests {
         };
         // A fresh learner's EMA is its weights.
         assert_eq!(frozen.losses(&b).unwrap(), current);
-        assert_eq!(current, l.losses(&b).unwrap().weighted);
-        assert!(current.iter().all(|v| v.is_finite() && *v > 0.0));
+        assert_eq!(current, l.losses(&b).unwrap());
+        assert!(current.weighted.iter().all(|v| v.is_finite() && *v > 0.0));
     }
 }

@@ -13,6 +13,7 @@ use crate::curation::jest::Jest;
 use crate::curation::schedule::{Schedule, Switch};
 use crate::curation::select_config::{Method, SelectConfig};
 use crate::curation::selector::{Full, Rho, Scores, Selector, Uniform};
+use crate::diffusion::loss::Losses;
 use crate::error::{Error, Result};
 use crate::rng::{Rng, Stream};
 
@@ -41,6 +42,8 @@ pub struct Choice {
     pub selecting: bool,
     /// Whether any forward pass scored the super-batch.
     pub scored: bool,
+    /// The learner's losses on the whole super-batch, when it scored it.
+    pub learner: Option<Losses>,
 }
 
 impl<B> OnlineSelection<B> {
@@ -128,9 +131,9 @@ impl<B> OnlineSelection<B> {
                 }
             };
             Some(if self.same_noise {
-                scorer.losses(batch)?
+                scorer.losses(batch)?.weighted
             } else {
-                scorer.losses(&redraw(batch))?
+                scorer.losses(&redraw(batch))?.weighted
             })
         } else {
             None
@@ -139,7 +142,7 @@ impl<B> OnlineSelection<B> {
         if watching {
             let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
             if let (Some(l), Some(r)) = (&learner_losses, &reference_losses) {
-                self.switch.observe(step, mean(l), mean(r));
+                self.switch.observe(step, mean(&l.weighted), mean(r));
             }
         }
         let selecting = self.switch.selecting();
@@ -149,12 +152,13 @@ impl<B> OnlineSelection<B> {
                 indices: None,
                 selecting,
                 scored,
+                learner: learner_losses,
             });
         }
         let t = Instant::now();
         let zeros;
         let learner_ref: &[f32] = match &learner_losses {
-            Some(l) => l,
+            Some(l) => &l.weighted,
             None => {
                 zeros = vec![0.0; len];
                 &zeros
@@ -172,13 +176,16 @@ impl<B> OnlineSelection<B> {
             indices: Some(sel.indices),
             selecting,
             scored,
+            learner: learner_losses,
         })
     }
 }
 
 /// The selection seam of a task ([`super::task::Task::choose`]) with an optional selection
 /// phase: the whole super-batch without one, else the rows `sel` chooses (`subset` cuts
-/// them out of `b`).
+/// them out of `b`). When the learner scored `b` and a subset was chosen, `b` and those
+/// losses go along for the noise schedule, which must see every scored row, not the chosen
+/// ones (a biased sample of σ and error).
 #[allow(clippy::too_many_arguments)]
 pub fn choose_rows<B>(
     sel: Option<&mut OnlineSelection<B>>,
@@ -193,24 +200,19 @@ pub fn choose_rows<B>(
     c: &mut Counters,
 ) -> Result<Chosen<B>> {
     let Some(sel) = sel else {
-        return Ok(Chosen {
-            batch: b,
-            scored: false,
-            selecting: None,
-        });
+        return Ok(Chosen::all(b));
     };
-    let Choice {
-        indices,
-        selecting,
-        scored,
-    } = sel.choose(learner, learner_ema, &b, len, redraw, seed, step, c)?;
+    let choice = sel.choose(learner, learner_ema, &b, len, redraw, seed, step, c)?;
+    let (batch, super_batch) = match (choice.indices, choice.learner) {
+        (Some(idx), Some(l)) => (subset(&b, &idx), Some((b, l))),
+        (Some(idx), None) => (subset(&b, &idx), None),
+        (None, _) => (b, None),
+    };
     Ok(Chosen {
-        batch: match indices {
-            Some(idx) => subset(&b, &idx),
-            None => b,
-        },
-        scored,
-        selecting: Some(selecting),
+        batch,
+        scored: choice.scored,
+        selecting: Some(choice.selecting),
+        super_batch,
     })
 }
 

@@ -3,7 +3,8 @@
 //! A task owns a learner (toy MLP on either engine, or the image U-Net on either engine) and
 //! its data, and answers the loop's questions in the loop's order: the super-batch of a step,
 //! which of its rows to train on, with which loss weights, one optimiser step on the chosen
-//! rows, the EMA, the per-example x0-errors the noise schedule observes, evaluation at
+//! rows, the EMA, the per-example x0-errors the noise schedule observes (of the whole scored
+//! super-batch under selection) and the loss's learned log-variance u(σ), evaluation at
 //! intervals, and its parameters and state for checkpoints. Everything else (resume, budgets
 //! in images, seconds and snapshots, phases and their seconds, stats, checkpoints, the noise
 //! schedule and its state, the NaN guard) lives once in the loop.
@@ -43,6 +44,30 @@ pub struct Chosen<B> {
     pub scored: bool,
     /// Whether selection was on this step (`None`: the task has no selection).
     pub selecting: Option<bool>,
+    /// The whole super-batch with the learner's losses on it (before the step), when the
+    /// learner scored it and `batch` is a subset: the noise schedule observes these rows.
+    pub super_batch: Option<(B, Losses)>,
+}
+
+impl<B> Chosen<B> {
+    /// The whole super-batch, unscored.
+    pub fn all(batch: B) -> Self {
+        Self {
+            batch,
+            scored: false,
+            selecting: None,
+            super_batch: None,
+        }
+    }
+
+    /// The rows and losses the noise schedule observes: the scored super-batch when
+    /// selection trained on a subset of it, else the trained rows with the step's `losses`.
+    pub fn observed<'a>(&'a self, losses: &'a Losses) -> (&'a B, &'a Losses) {
+        match &self.super_batch {
+            Some((b, l)) => (b, l),
+            None => (&self.batch, losses),
+        }
+    }
 }
 
 /// A learner with its data, as the loop drives it.
@@ -63,11 +88,7 @@ pub trait Task {
         _step: u64,
         _c: &mut Counters,
     ) -> Result<Chosen<Self::Batch>> {
-        Ok(Chosen {
-            batch: b,
-            scored: false,
-            selecting: None,
-        })
+        Ok(Chosen::all(b))
     }
 
     /// Number of examples in `b`.
@@ -98,6 +119,13 @@ pub trait Task {
     /// Per-example x0-errors ‖y − D‖² per dimension against the clean examples, which the
     /// noise schedules estimate mmse(σ) from.
     fn x0_errors(b: &Self::Batch, losses: &Losses) -> Vec<f64>;
+
+    /// EDM2's learned log-variance u(σ) of the current weights at `sigma`, which divides the
+    /// loss weight (λ(σ)/e^{u(σ)}) that an adaptive noise schedule compensates; `None` (the
+    /// default) when the loss has none.
+    fn log_variance(&self, _sigma: &[f64]) -> Result<Option<Vec<f64>>> {
+        Ok(None)
+    }
 
     /// Whether an evaluation is due after the step that reached `position` (`done`: the last
     /// step of this call). The default never evaluates.
