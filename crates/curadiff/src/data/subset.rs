@@ -92,9 +92,9 @@ pub(crate) fn other_data(path: &Path, made_for: &str, have: &str, what: &str) ->
     bad(
         path,
         format!(
-            "was made for other data (fingerprint {made_for} in its sidecar, this training \
-             set has {have}); re-create the {what} for this data, or point data.* at the data \
-             it was made for"
+            "was made for other data (fingerprint {made_for} in its sidecar, the data given \
+             has {have}); re-create the {what} for this data, or point data.* (prune's --data \
+             flags) at the data it was made for"
         ),
     )
 }
