@@ -174,7 +174,8 @@ pub enum Command {
     /// `--grid FILE.toml --out DIR` runs an equal-budget grid of arms × seeds (resumable;
     /// `--shard i/N` runs a share of it, `--report` merges the shards' results).
     Bench {
-        /// Preset to time (`classifier`: the Fashion-MNIST feature classifier).
+        /// Preset to time (`classifier`: the Fashion-MNIST feature classifier; `prune`:
+        /// pruning features and criteria on 60,000 images, `--set n=N` for fewer).
         #[arg(long, conflicts_with = "grid")]
         speed: Option<String>,
         /// Grid file (arms × seeds × budgets).
@@ -201,8 +202,11 @@ pub enum Command {
     Presets,
     /// Train the Fashion-MNIST feature classifier of the image metrics (deterministic, about
     /// 4 minutes on 2 cores) and cache it; an existing one is kept and its accuracy shown.
+    /// Another --seed than 0 trains a surrogate for `curadiff prune`, cached beside it.
     Classifier {
-        /// Where to save it (default: the cache path, see README).
+        /// Where to save it (default: the cache path, see README: fmnist-classifier.safetensors
+        /// for seed 0, the metrics' classifier; fmnist-classifier-seed<S>.safetensors for
+        /// another seed S).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist).
@@ -221,6 +225,157 @@ pub enum Command {
         #[arg(long)]
         run: PathBuf,
     },
+    /// Offline pruning (Pruning then Reweighting, steps 1–2): surrogate features of a pool,
+    /// one score per example, and a coreset as a subset file for `--set data.subset=FILE`.
+    Prune {
+        #[command(subcommand)]
+        what: PruneWhat,
+    },
+}
+
+/// `curadiff prune` steps.
+#[derive(Subcommand)]
+pub enum PruneWhat {
+    /// Embed the pool with a surrogate feature network: OUT (float32 [n, dim]) and OUT.json.
+    /// With --shard i --num-shards N, embed only shard i into OUT.shard-i-of-N.npy (merge
+    /// the shards with `prune merge`, or let `prune score --from-features OUT` do it).
+    Features {
+        #[command(flatten)]
+        pool: PoolArgs,
+        #[command(flatten)]
+        net: NetArgs,
+        /// This shard's index, from 0 (e.g. $SLURM_ARRAY_TASK_ID of --array=0-(N-1)).
+        #[arg(long, default_value_t = 0)]
+        shard: usize,
+        /// The number of shards N.
+        #[arg(long, default_value_t = 1)]
+        num_shards: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Join the shard files FILE.shard-i-of-N.npy of `prune features --out FILE` into FILE.
+    Merge {
+        /// The merged features file to write (its shard files lie beside it).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Score every example of the pool by a criterion on surrogate features: OUT (float64
+    /// [n], higher is kept first) and OUT.json (criterion, feature network, the pool's
+    /// fingerprint, example ids, seconds).
+    Score {
+        #[command(flatten)]
+        pool: PoolArgs,
+        #[command(flatten)]
+        net: NetArgs,
+        /// Score precomputed features (from `prune features`; shard files beside a missing
+        /// FILE are merged into it first) instead of computing them with --features.
+        #[arg(long, conflicts_with = "features")]
+        from_features: Option<PathBuf>,
+        /// gaussian: log-density under N(μ, Σ + δI); moderate-ds: near the class's median
+        /// distance to the class median feature; closest-to-median: closest to it; kcenter:
+        /// k-center greedy order per class; random: seeded uniform scores.
+        #[arg(long, value_enum)]
+        criterion: CriterionArg,
+        /// gaussian: the ridge δ of Σ + δI (default: 10⁻³ of the mean feature variance,
+        /// tr Σ / dim).
+        #[arg(long)]
+        delta: Option<f64>,
+        /// random: the seed of the scores.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Keep the best-scored fraction of the pool and write it as a subset file (int64 ids
+    /// and OUT.json with the pool's fingerprint and the curation seconds) for
+    /// `--set data.subset=OUT`.
+    Select {
+        #[command(flatten)]
+        pool: PoolArgs,
+        /// A score file of this pool (from `prune score`).
+        #[arg(long)]
+        scores: PathBuf,
+        /// Fraction of examples kept, in (0, 1].
+        #[arg(long)]
+        keep: f64,
+        /// Keep the fraction within each class instead of over the whole pool.
+        #[arg(long)]
+        per_class: bool,
+        /// Keep at least K examples of every class (all of a smaller class).
+        #[arg(long, default_value_t = 0, value_name = "K")]
+        min_per_class: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The pool to prune: the training run's data.* values (its source after the long-tailed
+/// cut), whose fingerprint every prune file carries.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PoolArgs {
+    /// The source, as data.path: the Fashion-MNIST folder (default
+    /// /usr/share/datasets/fashion-mnist), an .npy image array or a PNG folder.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The source's kind, as data.kind: fmnist, npy or folder.
+    #[arg(long, default_value = "fmnist")]
+    pub kind: String,
+    /// npy: the label array, as data.labels.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// The long-tailed cut, as data.imbalance_ratio (0 keeps the whole set).
+    #[arg(long, default_value_t = 0.0)]
+    pub imbalance_ratio: f64,
+    /// The training run's --seed, on which the long-tailed cut depends.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+}
+
+/// The surrogate feature network.
+#[derive(clap::Args, Clone, Debug)]
+pub struct NetArgs {
+    /// The feature network: a Fashion-MNIST classifier trained with another seed than the
+    /// metrics' (128-d), or ImageNet MobileNetV2 (1280-d).
+    #[arg(long, value_enum)]
+    pub features: Option<FeatureNetArg>,
+    /// The surrogate classifier file (default: the cache's
+    /// fmnist-classifier-seed1.safetensors, which `curadiff classifier --seed 1` trains).
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// The image metrics' classifier, refused as the surrogate (default: the cached one).
+    #[arg(long)]
+    pub metric_classifier: Option<PathBuf>,
+    /// Score with the metrics' own classifier anyway (the scores then optimise the metric).
+    #[arg(long)]
+    pub force_metric_classifier: bool,
+    /// MobileNetV2 weights (default: the cache's mobilenet_v2.safetensors; README,
+    /// "FD on ImageNet MobileNetV2", says how to make it).
+    #[arg(long)]
+    pub mobilenet: Option<PathBuf>,
+    /// Input side the images are resized to for MobileNetV2.
+    #[arg(long, default_value_t = 64)]
+    pub mobilenet_side: usize,
+    /// Images per forward pass, and the unit shards are cut in (results depend on it only
+    /// through rounding; keep it equal across the shards of one pool).
+    #[arg(long, default_value_t = 500)]
+    pub block: usize,
+}
+
+/// A surrogate feature network.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureNetArg {
+    Classifier,
+    Mobilenet,
+}
+
+/// A pruning criterion.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CriterionArg {
+    Gaussian,
+    ModerateDs,
+    ClosestToMedian,
+    Kcenter,
+    Random,
 }
 
 /// Post-hoc EMA weights for sampling (image runs with RUN/phema snapshots).

@@ -18,15 +18,15 @@ fn fmnist_dir(data: Option<&Path>) -> PathBuf {
 }
 
 /// `curadiff classifier`: trains the feature classifier on the 60,000 training images,
-/// reports its test accuracy and saves it (default: the cache path). An existing file is kept
-/// (its accuracy is reported) unless `force`.
+/// reports its test accuracy and saves it (default: the cache path of its seed, the metrics'
+/// for seed 0). An existing file is kept (its accuracy is reported) unless `force`.
 pub fn train_classifier(
     out: Option<PathBuf>,
     data: Option<PathBuf>,
     cfg: ClassifierConfig,
     force: bool,
 ) -> Result<()> {
-    let path = out.unwrap_or_else(classifier::default_path);
+    let path = out.unwrap_or_else(|| classifier::path_for_seed(cfg.seed));
     let dir = fmnist_dir(data.as_deref());
     let test = images::load_fashion_mnist(&dir, Split::Test)?;
     if path.exists() && !force {

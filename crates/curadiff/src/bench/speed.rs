@@ -1,7 +1,7 @@
 //! `curadiff bench --speed PRESET`: training throughput, one JSON line. Toy presets split a
 //! step into data (exact samples and exact score) and model (forward, backward, Adam, EMA);
 //! image presets are timed by [`super::image_speed`]; `classifier` times the feature
-//! classifier.
+//! classifier, `prune` the pruning features and criteria ([`super::prune_speed`]).
 
 use std::time::Instant;
 
@@ -16,6 +16,9 @@ use crate::train::presets::preset;
 pub fn speed(name: &str, steps: u64, sets: &[String]) -> Result<serde_json::Value> {
     if name == "classifier" {
         return classifier_speed(steps);
+    }
+    if name == "prune" {
+        return super::prune_speed::prune_speed(sets);
     }
     let cfg = preset(name)?.with_overrides(sets)?;
     if cfg.data.is_images() {

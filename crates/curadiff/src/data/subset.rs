@@ -92,20 +92,38 @@ pub(crate) fn other_data(path: &Path, made_for: &str, have: &str, what: &str) ->
     bad(
         path,
         format!(
-            "was made for other data (fingerprint {made_for} in its sidecar, this training \
-             set has {have}); re-create the {what} for this data, or point data.* at the data \
-             it was made for"
+            "was made for other data (fingerprint {made_for} in its sidecar, the data given \
+             has {have}); re-create the {what} for this data, or point data.* (prune's --data \
+             flags) at the data it was made for"
         ),
     )
 }
 
-/// Keeps the examples of `set` that the subset file at `path` names.
-pub fn apply(set: &ImageSet, path: &Path) -> Result<Subset> {
-    let meta = read_meta(path, "the library's data::subset::write")?;
+/// The sidecar of the curation file at `path` (a subset, a feature or a score file), checked
+/// to be made for `set`: a file made for other data is refused, naming both fingerprints.
+/// `what` names the kind of file and `writer` what writes it, for the messages.
+pub(crate) fn check_made_for(
+    path: &Path,
+    set: &ImageSet,
+    what: &str,
+    writer: &str,
+) -> Result<SubsetMeta> {
+    let meta = read_meta(path, writer)?;
     let have = fingerprint(set);
     if meta.fingerprint != have {
-        return Err(other_data(path, &meta.fingerprint, &have, "subset"));
+        return Err(other_data(path, &meta.fingerprint, &have, what));
     }
+    Ok(meta)
+}
+
+/// Keeps the examples of `set` that the subset file at `path` names.
+pub fn apply(set: &ImageSet, path: &Path) -> Result<Subset> {
+    let meta = check_made_for(
+        path,
+        set,
+        "subset",
+        "`curadiff prune select` or the library's data::subset::write",
+    )?;
     let keep: Vec<usize> = match npy::read_any(path)? {
         AnyArray::U8(a) => {
             if a.shape != [set.len()] {

@@ -28,6 +28,13 @@
 //! - else (no home) `curadiff/fmnist-classifier.safetensors` in the system temporary folder.
 //!
 //! Empty variables count as unset.
+//!
+//! [`default_path`] holds **the metric's classifier**: the image metrics read it, and
+//! `curadiff classifier` trains it with seed [`METRIC_SEED`]. A classifier trained with
+//! another seed is cached beside it as `fmnist-classifier-seed<S>.safetensors`
+//! ([`path_for_seed`]): a **surrogate** with the same architecture and data but other
+//! weights, for offline curation (pruning scores on the metric's own network would optimise
+//! the metric; see [`crate::curation::prune::feature_net`]).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -391,6 +398,19 @@ pub fn default_path() -> PathBuf {
     )
 }
 
+/// The seed `curadiff classifier` trains the metric's classifier with by default.
+pub const METRIC_SEED: u64 = 0;
+
+/// Where the classifier trained with `seed` is cached: [`default_path`] (the metric's) for
+/// [`METRIC_SEED`], else `fmnist-classifier-seed<seed>.safetensors` beside it (a surrogate).
+pub fn path_for_seed(seed: u64) -> PathBuf {
+    let metric = default_path();
+    if seed == METRIC_SEED {
+        return metric;
+    }
+    metric.with_file_name(format!("fmnist-classifier-seed{seed}.safetensors"))
+}
+
 impl Classifier {
     /// The config the classifier was trained with.
     pub fn config(&self) -> &ClassifierConfig {
@@ -748,6 +768,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[1, 28, 28]"), "{e}");
+    }
+
+    #[test]
+    fn surrogates_are_cached_beside_the_metric_classifier() {
+        assert_eq!(path_for_seed(METRIC_SEED), default_path());
+        let s = path_for_seed(1);
+        assert_eq!(s.parent(), default_path().parent());
+        assert_eq!(
+            s.file_name().unwrap(),
+            "fmnist-classifier-seed1.safetensors"
+        );
     }
 
     #[test]

@@ -202,7 +202,7 @@ fn rows_of(x: &[f32], dim: usize, what: &str) -> Result<usize> {
 }
 
 /// Mean and unbiased covariance (divisor n − 1) of `n ≥ 2` rows.
-fn mean_cov(x: &[f32], n: usize, dim: usize) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn mean_cov(x: &[f32], n: usize, dim: usize) -> (Vec<f64>, Vec<f64>) {
     let mut mu = vec![0.0; dim];
     for row in x.chunks_exact(dim) {
         for (m, &v) in mu.iter_mut().zip(row) {
