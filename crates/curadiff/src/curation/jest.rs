@@ -278,13 +278,16 @@ mod tests {
                 fb[i] += 1.0 / trials as f64;
             }
         }
-        for i in 0..24 {
-            // Two independent binomial frequencies: sd of the difference ≤ sqrt(2·0.25/20000).
+        assert_same_frequencies(&fa, &fb, trials);
+    }
+
+    /// Two independent binomial inclusion frequencies from `trials` draws each agree: the sd
+    /// of their difference is at most sqrt(2·0.25/trials), and 5 sd is the tolerance.
+    fn assert_same_frequencies(fa: &[f64], fb: &[f64], trials: u64) {
+        for (i, (a, b)) in fa.iter().zip(fb).enumerate() {
             assert!(
-                (fa[i] - fb[i]).abs() < 5.0 * (0.5f64 / trials as f64).sqrt(),
-                "{i}: {} vs {}",
-                fa[i],
-                fb[i]
+                (a - b).abs() < 5.0 * (0.5f64 / trials as f64).sqrt(),
+                "{i}: {a} vs {b}"
             );
         }
     }
@@ -356,14 +359,7 @@ mod tests {
                 fb[i] += 1.0 / trials as f64;
             }
         }
-        for i in 0..40 {
-            assert!(
-                (fa[i] - fb[i]).abs() < 5.0 * (0.5f64 / trials as f64).sqrt(),
-                "{i}: {} vs {}",
-                fa[i],
-                fb[i]
-            );
-        }
+        assert_same_frequencies(&fa, &fb, trials);
     }
 
     #[test]
