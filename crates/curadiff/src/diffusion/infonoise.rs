@@ -359,8 +359,14 @@ impl NoiseSampler for Binned {
     fn draw(&mut self, rng: &mut Rng, n: usize) -> Vec<f64> {
         if self.state.mass.is_none() {
             let c = &self.cfg;
+            // The first refresh comes at step W, or at refresh_every when W = 0 (`record`).
+            let first = if c.warmup_steps == 0 {
+                c.refresh_every
+            } else {
+                c.warmup_steps
+            };
             let m = if c.warmup_stratified {
-                warmup::rows(&self.grid, &self.base, c.min_bin_count, c.warmup_steps, n)
+                warmup::rows(&self.grid, &self.base, c.min_bin_count, first, n)
             } else {
                 0
             };
@@ -429,6 +435,32 @@ mod tests {
             s.observe(&sigma, &err);
         }
         counts
+    }
+
+    #[test]
+    fn a_zero_warm_up_stratifies_for_the_first_refresh_at_refresh_every() {
+        // With W = 0 the first refresh comes at step refresh_every (`record`), so the
+        // stratified share is sized for that many steps, not for one step (which would make
+        // every row of the batch stratified).
+        let c = ScheduleConfig {
+            warmup_steps: 0,
+            refresh_every: 100,
+            ..cfg(ScheduleKind::Infonoise)
+        };
+        let mut s = Binned::new(c, base(), Weighting::Edm, 0.5);
+        let m = warmup::rows(&s.grid, &s.base, 8, 100, 128);
+        assert!(m > 0 && m < 128, "m = {m}");
+        let got = s.draw(&mut Rng::new(3, Stream::Data, 0), 128);
+        let want = warmup::draw(
+            &s.grid,
+            &mut base(),
+            m,
+            0,
+            &mut Rng::new(3, Stream::Data, 0),
+            128,
+        );
+        assert_eq!(got, want);
+        assert_eq!(warmup::rows(&s.grid, &s.base, 8, 1, 128), 128);
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub fn bins(grid: &LogGrid, base: &LogNormal) -> (usize, usize) {
     }
 }
 
-/// Stratified rows per step of `n` for a warm-up of `warmup_steps` (the first refresh comes
-/// after max(1, W) steps) that gives each of the [`bins`] `min_count` draws.
+/// Stratified rows per step of `n` for a warm-up whose first refresh comes after
+/// `warmup_steps` steps (the caller passes refresh_every when the configured warm-up is 0)
+/// that gives each of the [`bins`] `min_count` draws.
 pub fn rows(
     grid: &LogGrid,
     base: &LogNormal,
