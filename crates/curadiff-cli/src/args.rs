@@ -329,6 +329,10 @@ pub struct PoolArgs {
     /// The training run's --seed, on which the long-tailed cut depends.
     #[arg(long, default_value_t = 0)]
     pub data_seed: u64,
+    /// The pool's cap per class, as data.max_per_class (the first examples of each class in
+    /// the source's order; 0 keeps every example).
+    #[arg(long, default_value_t = 0)]
+    pub max_per_class: usize,
 }
 
 /// The surrogate feature network.

@@ -71,6 +71,7 @@ fn load_pool(p: &PoolArgs) -> Result<ImageSet> {
         path: s(&p.data),
         labels: s(&p.labels),
         imbalance_ratio: p.imbalance_ratio,
+        max_per_class: p.max_per_class,
         subset: String::new(),
         windows: String::new(),
         window_buffer: 1.0,
@@ -110,6 +111,21 @@ fn load_net(net: &NetArgs, which: FeatureNetArg) -> Result<Box<dyn FeatureNet>> 
 /// The features of `shard` of `pool`, with progress on stderr.
 fn embed(pool: &ImageSet, net: &NetArgs, which: FeatureNetArg, shard: Shard) -> Result<Features> {
     let n = load_net(net, which)?;
+    if shard.index == 0 {
+        match (n.making_seconds(), which) {
+            (Some(t), _) => eprintln!(
+                "curation counts the surrogate's training: {t:.1} s (once per pool, in shard 0)"
+            ),
+            (None, FeatureNetArg::Classifier) => eprintln!(
+                "warning: the surrogate classifier's file does not record its training time (it \
+                 was written before it was), so curation will not count it; train it again \
+                 with `curadiff classifier --seed 1` to count it"
+            ),
+            (None, FeatureNetArg::Mobilenet) => eprintln!(
+                "note: MobileNetV2 was trained elsewhere; its training is not counted in curation"
+            ),
+        }
+    }
     let mut last = 0;
     let f = extract(n.as_ref(), pool, shard, net.block, &mut |done, total| {
         let pct = 100 * done / total.max(1);

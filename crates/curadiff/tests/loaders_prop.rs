@@ -954,7 +954,23 @@ proptest! {
 // Grid files (TOML)
 
 /// The grid files the project ships, as (name, text).
-const GRIDS: [(&str, &str); 4] = [
+const GRIDS: [(&str, &str); 8] = [
+    (
+        "fmnist-ajest.toml",
+        include_str!("../../../benches/fmnist-ajest.toml"),
+    ),
+    (
+        "fmnist-noise-180k.toml",
+        include_str!("../../../benches/fmnist-noise-180k.toml"),
+    ),
+    (
+        "fmnist-prune.toml",
+        include_str!("../../../benches/fmnist-prune.toml"),
+    ),
+    (
+        "fmnist-prune-ratios.toml",
+        include_str!("../../../benches/fmnist-prune-ratios.toml"),
+    ),
     (
         "fmnist-engines.toml",
         include_str!("../../../benches/fmnist-engines.toml"),

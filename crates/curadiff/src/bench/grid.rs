@@ -74,7 +74,9 @@ pub struct Budgets {
 #[serde(deny_unknown_fields)]
 pub struct Grid {
     pub seeds: Vec<u64>,
-    /// Guidance weight of the autoguided evaluation (required with a `[guide]`).
+    /// Guidance weight of the autoguided evaluation (toy grids: required; image grids: with
+    /// a `[guide]`, none evaluates unguided only and the guide is just `{guide}`, e.g. a DRO
+    /// or selection reference).
     #[serde(default)]
     pub guidance: Option<f64>,
     /// Image grids: class-free guidance weight of an extra evaluation of every point.
@@ -205,24 +207,18 @@ impl Grid {
             }
         }
         if images {
-            match (&g.guide, g.guidance) {
-                (Some(guide), Some(w)) => {
-                    if !preset(&guide.preset)?.data.is_images() {
-                        return Err(bad(&format!(
-                            "the guide of an image grid must be an image preset (e.g. \
-                             \"fmnist-guide\"), not '{}'",
-                            guide.preset
-                        )));
-                    }
-                    if !w.is_finite() {
-                        return Err(bad(&format!("guidance = {w}; it must be finite")));
-                    }
+            if let Some(guide) = &g.guide {
+                if !preset(&guide.preset)?.data.is_images() {
+                    return Err(bad(&format!(
+                        "the guide of an image grid must be an image preset (e.g. \
+                         \"fmnist-guide\"), not '{}'",
+                        guide.preset
+                    )));
                 }
-                (Some(_), None) => {
-                    return Err(bad(
-                        "an image grid with a [guide] needs the autoguidance weight \
-                         (e.g. guidance = 2.0)",
-                    ))
+            }
+            match (&g.guide, g.guidance) {
+                (Some(_), Some(w)) if !w.is_finite() => {
+                    return Err(bad(&format!("guidance = {w}; it must be finite")));
                 }
                 (None, Some(_)) => {
                     return Err(bad(
@@ -230,7 +226,9 @@ impl Grid {
                          (e.g. preset = \"fmnist-guide\"); for class-free guidance set cfg",
                     ))
                 }
-                (None, None) => {}
+                // With a guide and no weight, the guide is only `{guide}` in the arms (a
+                // reference); the evaluation is unguided.
+                _ => {}
             }
             if let Some(w) = g.cfg.filter(|w| !w.is_finite()) {
                 return Err(bad(&format!("cfg = {w}; it must be finite")));

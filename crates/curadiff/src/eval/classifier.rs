@@ -215,6 +215,8 @@ const EPS: f64 = 1e-8;
 pub struct Classifier {
     net: Net,
     config: ClassifierConfig,
+    /// Wall seconds its training took (None: a file written before they were recorded).
+    train_seconds: Option<f64>,
 }
 
 fn model_err<E: std::fmt::Debug>(what: &str) -> impl Fn(E) -> Error + '_ {
@@ -293,6 +295,7 @@ pub fn train(
     cfg: &ClassifierConfig,
     progress: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<Classifier> {
+    let started = std::time::Instant::now();
     check_set(train, "training set")?;
     if train.is_empty() {
         return Err(Error::Model(
@@ -367,6 +370,7 @@ pub fn train(
     Ok(Classifier {
         net: net.valid(),
         config: cfg.clone(),
+        train_seconds: Some(started.elapsed().as_secs_f64()),
     })
 }
 
@@ -412,6 +416,11 @@ pub fn path_for_seed(seed: u64) -> PathBuf {
 }
 
 impl Classifier {
+    /// Wall seconds its training took (None for a file written before they were recorded).
+    pub fn train_seconds(&self) -> Option<f64> {
+        self.train_seconds
+    }
+
     /// The config the classifier was trained with.
     pub fn config(&self) -> &ClassifierConfig {
         &self.config
@@ -443,11 +452,14 @@ impl Classifier {
         }
         let config = serde_json::to_string(&self.config)
             .map_err(|e| Error::Model(format!("cannot serialise the classifier config: {e}")))?;
-        let meta = HashMap::from([
+        let mut meta = HashMap::from([
             ("format".to_string(), FEATURE_NETWORK.to_string()),
             ("version".to_string(), FORMAT_VERSION.to_string()),
             ("config".to_string(), config),
         ]);
+        if let Some(t) = self.train_seconds {
+            meta.insert("train_seconds".to_string(), t.to_string());
+        }
         let file = safetensors::serialize(views, &Some(meta))
             .map_err(|e| Error::Model(format!("cannot serialise the classifier: {e}")))?;
         write_atomic(path, &file)
@@ -534,7 +546,20 @@ impl Classifier {
             )));
         }
         let net = params::from_host(net, &stored).map_err(|e| bad(e.to_string()))?;
-        Ok(Self { net, config })
+        let train_seconds = match meta.get("train_seconds") {
+            None => None,
+            Some(t) => Some(
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|t| t.is_finite() && *t >= 0.0)
+                    .ok_or_else(|| bad(format!("malformed train_seconds {t:?} in the metadata")))?,
+            ),
+        };
+        Ok(Self {
+            net,
+            config,
+            train_seconds,
+        })
     }
 
     /// Runs the network over `n` images in batches; `f` maps a batch's features to its

@@ -36,6 +36,11 @@ pub struct DataConfig {
     /// exponential profile); 0 keeps the whole set.
     #[serde(default)]
     pub imbalance_ratio: f64,
+    /// Images: a pool of at most this many examples per class, the first ones of each class
+    /// in the source's order (so every run and the pruning commands see the same pool,
+    /// whatever the seed), taken before the long-tailed cut; 0 keeps every example.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub max_per_class: usize,
     /// Images: train on the examples a subset file names (ids `.npy` or a mask, with a
     /// `FILE.json` sidecar holding the fingerprint of the data it was made for; see
     /// [`crate::data::subset`]); empty trains on the whole set.
@@ -70,6 +75,10 @@ pub enum WindowTarget {
     #[default]
     Ambient,
     Clean,
+}
+
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
 }
 
 impl WindowTarget {
@@ -448,6 +457,7 @@ impl RunConfig {
         let omitted = [
             ("data", "subset", toml::Value::String(String::new())),
             ("data", "windows", toml::Value::String(String::new())),
+            ("data", "max_per_class", toml::Value::Integer(0)),
             ("data", "window_buffer", toml::Value::Float(1.0)),
             (
                 "data",
@@ -630,6 +640,7 @@ mod tests {
         for k in [
             "subset",
             "windows",
+            "max_per_class",
             "window_buffer",
             "window_target",
             "[reweight]",
@@ -642,6 +653,7 @@ mod tests {
                 "data.windows=w.npy".into(),
                 "data.window_buffer=1.155".into(),
                 "data.window_target=clean".into(),
+                "data.max_per_class=1000".into(),
                 "reweight.method=dro".into(),
                 "reweight.reference=runs/full".into(),
                 "reweight.eta=0.5".into(),
@@ -650,13 +662,14 @@ mod tests {
         assert_eq!(w.data.windows, "w.npy");
         assert_eq!(w.data.window_buffer, 1.155);
         assert_eq!(w.data.window_target, super::WindowTarget::Clean);
+        assert_eq!(w.data.max_per_class, 1000);
         assert!(w.reweight.is_dro() && w.reweight.eta == 0.5);
         assert_eq!(w.reweight.smoothing, 1e-3);
         let back = super::RunConfig::from_toml(&w.to_toml().expect("toml")).expect("round trip");
         assert_eq!(back, w);
-        // Seven keys set, and the [reweight] section's smoothing, which the default config
+        // Eight keys set, and the [reweight] section's smoothing, which the default config
         // leaves out with its section.
-        assert_eq!(c.diff(&w).len(), 8, "{:?}", c.diff(&w));
+        assert_eq!(c.diff(&w).len(), 9, "{:?}", c.diff(&w));
         let e = c
             .with_overrides(&["data.window_buffer=0.5".into()])
             .unwrap_err()

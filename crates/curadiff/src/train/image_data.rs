@@ -87,10 +87,26 @@ pub fn pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
             })
         }
     };
+    let set = if cfg.max_per_class > 0 {
+        first_per_class(&set, cfg.max_per_class)
+    } else {
+        set
+    };
     if cfg.imbalance_ratio >= 1.0 {
         return images::long_tailed(&set, cfg.imbalance_ratio, seed);
     }
     Ok(set)
+}
+
+/// The first `n` examples of each class in `set`'s order (all of a class with fewer).
+pub fn first_per_class(set: &ImageSet, n: usize) -> ImageSet {
+    let mut keep: Vec<usize> = set
+        .indices_by_class()
+        .iter()
+        .flat_map(|members| members.iter().take(n).copied())
+        .collect();
+    keep.sort_unstable();
+    set.subset(&keep)
 }
 
 /// The reference set image metrics compare against: Fashion-MNIST's test split, else the
@@ -132,4 +148,24 @@ pub fn check_fits(set: &ImageSet, unet: &UnetConfig, what: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_per_class;
+    use crate::data::images::tests::toy_set;
+
+    /// The cap keeps the first examples of each class in the source's order, all of a class
+    /// with fewer, and the ids (positions in the source) say which.
+    #[test]
+    fn the_per_class_cap_keeps_the_first_examples_of_each_class() {
+        // Labels in source order: 0 1 2 0 1 2 0 2 0 2 0 (ids 3i + 7), so the first three of
+        // each class are positions 0–7 and the last three positions (0, 2, 0) are cut.
+        let set = toy_set(&[5, 2, 4]);
+        let capped = first_per_class(&set, 3);
+        assert_eq!(capped.ids, vec![7, 10, 13, 16, 19, 22, 25, 28]);
+        assert_eq!(capped.len(), 3 + 2 + 3);
+        let counts: Vec<usize> = capped.indices_by_class().iter().map(Vec::len).collect();
+        assert_eq!(counts, vec![3, 2, 3]);
+    }
 }

@@ -27,6 +27,10 @@ pub trait FeatureNet {
     fn dim(&self) -> usize;
     /// Features of the examples `rows` of `set`: `[rows.len(), dim]` row-major.
     fn features(&self, set: &ImageSet, rows: Range<usize>) -> Result<Vec<f32>>;
+    /// Wall seconds it took to make the weights, which a pool's curation pays once: the
+    /// surrogate classifier's training. None: not recorded (a file from before they were, or
+    /// weights made elsewhere, as the pretrained MobileNetV2's).
+    fn making_seconds(&self) -> Option<f64>;
 }
 
 /// `fnv1a64:…` of a file's bytes.
@@ -136,6 +140,10 @@ impl FeatureNet for SurrogateClassifier {
         classifier::check_set(set, "pool")?;
         self.net.features(pixels(set, &rows), rows.len())
     }
+
+    fn making_seconds(&self) -> Option<f64> {
+        self.net.train_seconds()
+    }
 }
 
 /// torchvision's ImageNet MobileNetV2 ([`crate::eval::mobilenet`]) at an input side: its
@@ -193,6 +201,10 @@ impl FeatureNet for MobileNetFeatures {
             (set.channels, set.height, set.width),
             self.side,
         )
+    }
+
+    fn making_seconds(&self) -> Option<f64> {
+        None
     }
 }
 

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `fingerprint` and `seconds` are a subset sidecar's ([`crate::data::subset`]): the pool the
-//! rows belong to and the seconds of extraction. The network sees the examples in blocks of
+//! rows belong to and the seconds of extraction (plus, in shard 0, the surrogate's training,
+//! [`FeatureNet::making_seconds`], which the pool's curation pays once). The network sees the examples in blocks of
 //! `block` rows counted from the start of the pool, whichever shard embeds them, so a sharded
 //! extraction gives the same numbers as an unsharded one.
 
@@ -207,7 +208,13 @@ pub fn extract(
         meta: FeaturesMeta {
             made_for: SubsetMeta {
                 fingerprint: fingerprint(pool),
-                seconds: t.elapsed().as_secs_f64(),
+                // The surrogate's training is paid once per pool: in the first shard.
+                seconds: t.elapsed().as_secs_f64()
+                    + if shard.index == 0 {
+                        net.making_seconds().unwrap_or(0.0)
+                    } else {
+                        0.0
+                    },
             },
             feature_net: net.name(),
             feature_weights: net.weights().to_string(),
@@ -251,6 +258,23 @@ pub(crate) mod tests {
                     [img.iter().sum::<f32>(), img[0], b]
                 })
                 .collect())
+        }
+        fn making_seconds(&self) -> Option<f64> {
+            Some(1000.0)
+        }
+    }
+
+    /// The network's making seconds are counted once per pool: in shard 0 (and so once in
+    /// a merge), never in the others.
+    #[test]
+    fn the_surrogates_training_is_counted_once_per_pool() {
+        let pool = crate::data::images::tests::toy_set(&[4, 3]);
+        let whole = extract(&SumNet, &pool, Shard::WHOLE, 2, &mut |_, _| {}).unwrap();
+        let first = extract(&SumNet, &pool, Shard::new(0, 2).unwrap(), 2, &mut |_, _| {}).unwrap();
+        let second = extract(&SumNet, &pool, Shard::new(1, 2).unwrap(), 2, &mut |_, _| {}).unwrap();
+        for (f, want) in [(&whole, 1000.0), (&first, 1000.0), (&second, 0.0)] {
+            let s = f.meta.made_for.seconds;
+            assert!(s >= want && s < want + 5.0, "{s} against {want}");
         }
     }
 
