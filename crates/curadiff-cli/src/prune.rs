@@ -71,6 +71,8 @@ fn load_pool(p: &PoolArgs) -> Result<ImageSet> {
         path: s(&p.data),
         labels: s(&p.labels),
         imbalance_ratio: p.imbalance_ratio,
+        subset_seed: p.subset_seed,
+        class_order: p.class_order.clone(),
         subset: String::new(),
         windows: String::new(),
         window_buffer: 1.0,
