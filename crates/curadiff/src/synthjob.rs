@@ -186,6 +186,9 @@ fn check_seeds(seeds: &[u64]) -> Result<()> {
 pub fn synth(req: &SynthRequest, progress: &mut dyn FnMut(usize, usize)) -> Result<SynthOutcome> {
     filter::check_tau(req.tau)?;
     check_seeds(&req.seeds)?;
+    for &s in &req.strengths {
+        strength::check(s)?;
+    }
     if !(req.cfg.is_finite() && req.cfg >= 0.0) {
         return Err(Error::InvalidValue {
             field: "cfg".into(),

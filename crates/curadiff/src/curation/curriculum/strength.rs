@@ -31,16 +31,7 @@ fn steps_run(s: f64, steps: usize) -> usize {
 /// Checks `s` ∈ (0, 1] and that it runs at least one of `steps` Heun steps; returns the
 /// start index k = N − ⌊s·N⌋ into the schedule.
 pub fn start_step(s: f64, steps: usize) -> Result<usize> {
-    if !(s.is_finite() && s > 0.0 && s <= 1.0) {
-        return Err(Error::InvalidValue {
-            field: "strength".into(),
-            why: format!(
-                "{s} is outside (0, 1]; a strength is the fraction of the noise schedule \
-                 img2img re-generates (λ = 1 − s): use e.g. 0.1,0.2,…,1.0, where 1 is plain \
-                 class-conditional generation"
-            ),
-        });
-    }
+    check(s)?;
     let run = steps_run(s, steps);
     if run == 0 {
         return Err(Error::InvalidValue {
@@ -53,6 +44,21 @@ pub fn start_step(s: f64, steps: usize) -> Result<usize> {
         });
     }
     Ok(steps - run)
+}
+
+/// Checks `s` ∈ (0, 1].
+pub fn check(s: f64) -> Result<()> {
+    if !(s.is_finite() && s > 0.0 && s <= 1.0) {
+        return Err(Error::InvalidValue {
+            field: "strength".into(),
+            why: format!(
+                "{s} is outside (0, 1]; a strength is the fraction of the noise schedule \
+                 img2img re-generates (λ = 1 − s): use e.g. 0.1,0.2,…,1.0, where 1 is plain \
+                 class-conditional generation"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Where strength `s` starts on a schedule: its index and σ_start.
