@@ -219,6 +219,75 @@ pub enum Command {
         /// Retrain even if the file exists.
         #[arg(long)]
         force: bool,
+        /// Train on this run's pool instead (its data.* settings: the long-tailed cut), e.g.
+        /// the filter classifier of `curadiff synth`; needs --out, which may not be the
+        /// metrics' classifier. Reports per-class and many/medium/few-shot test accuracy.
+        #[arg(long, conflicts_with = "data")]
+        run: Option<PathBuf>,
+    },
+    /// DisCL hard examples of a run's pool (its long-tailed cut): an ids file (int64 .npy and
+    /// a JSON sidecar) for `curadiff synth --hard` (or data.subset).
+    Hard {
+        #[command(flatten)]
+        source: PoolSource,
+        /// oof-below: out-of-fold true-class probability < --threshold; oof-lowest: the
+        /// lowest --fraction of each class by it; tail: every example of a few-shot class
+        /// (< 200 images).
+        #[arg(long, value_enum)]
+        rule: HardRuleArg,
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f64,
+        #[arg(long, default_value_t = 0.1)]
+        fraction: f64,
+        /// Folds K of the out-of-fold classifiers.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Epochs of each fold's classifier.
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Seed of the folds and of the classifiers.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// DisCL spectra: img2img of each hard example at each strength and seed with a run's
+    /// guided Heun sampler, filtered by a classifier of its pool; writes OUT/images.npy,
+    /// OUT/labels.npy, OUT/spectrum.json and OUT/spectrum.png.
+    Synth {
+        /// The generator: a class-conditional image run.
+        #[arg(long)]
+        run: PathBuf,
+        /// Hard examples of the run's pool (`curadiff hard`).
+        #[arg(long)]
+        hard: PathBuf,
+        /// img2img strengths s in (0, 1] (λ = 1 − s; 1 is plain generation).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+        )]
+        strengths: Vec<f64>,
+        /// Seeds per hard example.
+        #[arg(long, value_delimiter = ',', default_value = "10,20,30,40")]
+        seeds: Vec<u64>,
+        /// Class-free guidance weight w (1: unguided).
+        #[arg(long, default_value_t = 2.0)]
+        cfg: f64,
+        /// The filter classifier, trained on the run's pool (`curadiff classifier --run`).
+        #[arg(long)]
+        filter: PathBuf,
+        /// Keep an image when the filter gives its class a probability ≥ τ.
+        #[arg(long, default_value_t = 0.5)]
+        tau: f64,
+        /// Heun steps of the full schedule (default: the run's sampler.steps).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// The hard example (id) shown in the PNG (default: one of the rarest class).
+        #[arg(long)]
+        grid_source: Option<u64>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Write RUN/report.html: a training run's curves, tables, pictures and provenance.
     Report {
@@ -326,13 +395,43 @@ pub struct PoolArgs {
     /// The long-tailed cut, as data.imbalance_ratio (0 keeps the whole set).
     #[arg(long, default_value_t = 0.0)]
     pub imbalance_ratio: f64,
-    /// The training run's --seed, on which the long-tailed cut depends.
+    /// The training run's --seed, on which the long-tailed cut depends unless
+    /// --subset-seed is given.
     #[arg(long, default_value_t = 0)]
     pub data_seed: u64,
     /// The pool's cap per class, as data.max_per_class (the first examples of each class in
     /// the source's order; 0 keeps every example).
     #[arg(long, default_value_t = 0)]
     pub max_per_class: usize,
+    /// The long-tailed cut's seed, as data.subset_seed (default: --data-seed).
+    #[arg(long)]
+    pub subset_seed: Option<u64>,
+    /// The long-tailed cut's classes head first, as data.class_order (comma-separated class
+    /// indices; default: the label order).
+    #[arg(long, value_delimiter = ',')]
+    pub class_order: Vec<usize>,
+}
+
+/// The pool of a run: from its directory, or from a preset and overrides before it exists.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PoolSource {
+    /// A run directory (its config.toml's data.* settings).
+    #[arg(long, conflicts_with = "preset")]
+    pub run: Option<PathBuf>,
+    /// A preset (e.g. fmnist-lt) instead of a run.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Override a config field of the preset (repeatable), e.g. --set data.subset_seed=1.
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "preset")]
+    pub sets: Vec<String>,
+}
+
+/// A rule for hard examples.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HardRuleArg {
+    OofBelow,
+    OofLowest,
+    Tail,
 }
 
 /// The surrogate feature network.

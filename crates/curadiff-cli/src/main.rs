@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod args;
 mod bench;
+mod curriculum;
 mod images;
 mod phema;
 mod prune;
@@ -313,14 +314,53 @@ fn execute(cli: Cli) -> Result<()> {
             epochs,
             seed,
             force,
+            run,
         } => {
             let cfg = curadiff::eval::classifier::ClassifierConfig {
                 epochs,
                 seed,
                 ..Default::default()
             };
-            images::train_classifier(out, data, cfg, force)?;
+            match run {
+                Some(r) => curriculum::pool_classifier(&r, out, cfg, force)?,
+                None => images::train_classifier(out, data, cfg, force)?,
+            }
         }
+        Command::Hard {
+            source,
+            rule,
+            threshold,
+            fraction,
+            folds,
+            epochs,
+            seed,
+            out,
+        } => curriculum::hard(
+            &source, rule, threshold, fraction, folds, epochs, seed, &out,
+        )?,
+        Command::Synth {
+            run,
+            hard,
+            strengths,
+            seeds,
+            cfg,
+            filter,
+            tau,
+            steps,
+            grid_source,
+            out,
+        } => curriculum::synth(curadiff::synthjob::SynthRequest {
+            run,
+            hard,
+            strengths,
+            seeds,
+            cfg,
+            filter,
+            tau,
+            steps,
+            out,
+            grid_source,
+        })?,
         Command::Eval {
             what:
                 EvalWhat::Images {

@@ -72,6 +72,8 @@ fn load_pool(p: &PoolArgs) -> Result<ImageSet> {
         labels: s(&p.labels),
         imbalance_ratio: p.imbalance_ratio,
         max_per_class: p.max_per_class,
+        subset_seed: p.subset_seed,
+        class_order: p.class_order.clone(),
         subset: String::new(),
         windows: String::new(),
         window_buffer: 1.0,

@@ -1491,3 +1491,103 @@ fn prune_scores_shards_and_selects_a_coreset_and_names_bad_input() {
         "{e}"
     );
 }
+
+#[test]
+fn discl_classifier_hard_and_synth_end_to_end() {
+    // A tiny generator on a long-tailed cut of the fixture (ρ = 10), the filter classifier
+    // of its pool, the tail examples, and a two-strength spectrum; then bad input.
+    let tmp = TempDir::new("discl");
+    let gen = tmp.join("gen");
+    let data_s = format!("data.path={}", fixture().display());
+    let mut args = vec![
+        "train",
+        "--preset",
+        "fmnist-lt",
+        "--out",
+        gen.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&[
+        "--set",
+        &data_s,
+        "--set",
+        "data.imbalance_ratio=10",
+        "--set",
+        "unet.channels=4",
+        "--set",
+        "unet.mults=[1, 2]",
+        "--set",
+        "unet.noise_channels=8",
+        "--set",
+        "unet.emb_channels=8",
+        "--set",
+        "train.batch=16",
+        "--set",
+        "train.duration_nimg=32",
+        "--set",
+        "train.sample_every_nimg=0",
+        "--set",
+        "train.phema_sigma_rels=[]",
+        "--set",
+        "sampler.steps=3",
+    ]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = gen.to_str().unwrap();
+    let filter = tmp.join("lt.safetensors");
+    let f = filter.to_str().unwrap();
+    let o = run(&["classifier", "--run", g, "--out", f, "--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["groups"]["few"].is_number(), "{v}");
+    let hard = tmp.join("hard.npy");
+    let h = hard.to_str().unwrap();
+    let o = run(&["hard", "--run", g, "--rule", "tail", "--out", h]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let n_hard = v["hard"].as_u64().unwrap();
+    assert!(n_hard > 0 && n_hard == v["of"].as_u64().unwrap(), "{v}");
+    let spec = tmp.join("spec");
+    let synth = |strengths: &str, filter: &str| {
+        run(&[
+            "synth",
+            "--run",
+            g,
+            "--hard",
+            h,
+            "--filter",
+            filter,
+            "--strengths",
+            strengths,
+            "--seeds",
+            "1",
+            "--out",
+            spec.to_str().unwrap(),
+        ])
+    };
+    let o = synth("0.5,1.0", f);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["images"].as_u64().unwrap(), 2 * n_hard, "{v}");
+    assert!(v["images_per_second"].as_f64().unwrap() > 0.0, "{v}");
+    for file in ["images.npy", "labels.npy", "spectrum.json", "spectrum.png"] {
+        assert!(spec.join(file).is_file(), "{file}");
+    }
+    // Bad input: exit code 2 and a message naming the input.
+    let o = synth("0.5,1.5", f);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1.5 is outside (0, 1]"),
+        "{}",
+        stderr(&o)
+    );
+    let cache = tmp.join("cache");
+    let metric = cache.join("fmnist-classifier.safetensors");
+    let o = curadiff()
+        .env("CURADIFF_CACHE", &cache)
+        .args(["classifier", "--run", g, "--out", metric.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("metrics' classifier"), "{}", stderr(&o));
+    assert!(!metric.exists());
+}

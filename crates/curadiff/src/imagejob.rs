@@ -273,6 +273,12 @@ fn data_summary(cfg: &RunConfig) -> String {
     if d.imbalance_ratio != 0.0 {
         s.push_str(&format!(" imbalance_ratio={}", d.imbalance_ratio));
     }
+    if let Some(seed) = d.subset_seed {
+        s.push_str(&format!(" subset_seed={seed}"));
+    }
+    if !d.class_order.is_empty() {
+        s.push_str(&format!(" class_order={:?}", d.class_order));
+    }
     s
 }
 

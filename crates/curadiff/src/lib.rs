@@ -12,6 +12,7 @@ pub mod imagejob;
 pub mod models;
 pub mod plot;
 pub mod rng;
+pub mod synthjob;
 pub mod toyjob;
 pub mod train;
 pub mod trainjob;

@@ -16,7 +16,7 @@ fn rank(module: &str) -> Option<usize> {
         "diffusion" => 2,
         "curation" | "eval" | "models" | "plot" => 3,
         "train" => 4,
-        "jobs" | "toyjob" | "imagejob" | "trainjob" => 5,
+        "jobs" | "toyjob" | "imagejob" | "trainjob" | "synthjob" => 5,
         "bench" => 6,
         _ => return None,
     })

@@ -4,6 +4,7 @@
 //! pairs) and the methods that plug into them; offline pruning (surrogate features, scores,
 //! coresets).
 pub mod ambient;
+pub mod curriculum;
 pub mod jest;
 pub mod prune;
 pub mod reweight;

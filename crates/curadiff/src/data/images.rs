@@ -1,7 +1,7 @@
 //! Labelled image sets held in memory (the example pool of image experiments) and their
 //! loaders: the Fashion-MNIST IDX files, a folder of PNGs with one subfolder per class, and
-//! `.npy` arrays; plus the deterministic subsets experiments need, a stratified train/validation
-//! split and an exponentially long-tailed subset.
+//! `.npy` arrays; plus a deterministic stratified train/validation split (the long-tailed cut
+//! is [`super::long_tail`]).
 //!
 //! Pixels are f32, NCHW, in [-1, 1] (a byte `x` becomes `x/127.5 − 1`), the range the
 //! diffusion model works in. Every example carries a stable id (its position in the source
@@ -30,10 +30,9 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-/// Random-stream indices of the subset choosers: far above any training-step index, so that
-/// choosing a subset never reuses the draws of a training step with the same seed.
+/// Random-stream index of the train/validation split: far above any training-step index, so
+/// that choosing a subset never reuses the draws of a training step with the same seed.
 const SPLIT_KEY: u64 = 0x5350_4C54 << 32;
-const LONG_TAIL_KEY: u64 = 0x4C4F_4E47 << 32;
 
 /// Where an example comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -559,7 +558,7 @@ fn read_npy_labels(
 // Deterministic subsets
 
 /// A uniformly random permutation of `0..n` (Fisher–Yates).
-fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
+pub(crate) fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
     let mut p: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         let j = rng.below(i as u64 + 1) as usize;
@@ -594,73 +593,6 @@ pub fn split_train_val(
     train.sort_unstable();
     val.sort_unstable();
     Ok((set.subset(&train), set.subset(&val)))
-}
-
-/// Per-class counts of the exponential long-tail profile
-/// `n_c = ⌊n_max · ρ^(−c/(C−1))⌋`, c = 0..C: class 0 is the head with `n_max` examples and
-/// class C−1 the tail with `n_max/ρ` (Cao et al. 2019, "LDAM", the CIFAR-LT construction).
-pub fn long_tail_counts(n_max: usize, num_classes: usize, imbalance_ratio: f64) -> Vec<usize> {
-    if num_classes <= 1 {
-        return vec![n_max; num_classes];
-    }
-    let last = (num_classes - 1) as f64;
-    (0..num_classes)
-        .map(|c| {
-            let x = n_max as f64 * imbalance_ratio.powf(-(c as f64) / last);
-            // The nudge keeps exact integers (n_max/ρ = 600.0) from flooring to one less
-            // through rounding error.
-            (x + 1e-9).floor() as usize
-        })
-        .collect()
-}
-
-/// An exponentially long-tailed subset of `set` with imbalance ratio ρ = `imbalance_ratio`
-/// (head/tail count): class `c` keeps `⌊n_max · ρ^(−c/(C−1))⌋` examples (see
-/// [`long_tail_counts`]), class 0 being the head. `n_max` is the smallest class count of `set`,
-/// so every class can supply its share (for balanced sets it is the per-class count). Which
-/// examples a class keeps is a prefix of a permutation keyed by `(seed, class)`, so for one seed
-/// a more imbalanced subset is contained in a less imbalanced one. Order and ids are kept.
-pub fn long_tailed(set: &ImageSet, imbalance_ratio: f64, seed: u64) -> Result<ImageSet> {
-    if !(imbalance_ratio.is_finite() && imbalance_ratio >= 1.0) {
-        return Err(Error::InvalidValue {
-            field: "imbalance_ratio".into(),
-            why: format!(
-                "{imbalance_ratio} is not a finite number ≥ 1; ρ is the head/tail count \
-                 ratio, e.g. 100"
-            ),
-        });
-    }
-    let by_class = set.indices_by_class();
-    let n_max = by_class.iter().map(Vec::len).min().unwrap_or(0);
-    if let Some(c) = by_class.iter().position(Vec::is_empty) {
-        return Err(Error::InvalidValue {
-            field: "imbalance_ratio".into(),
-            why: format!(
-                "class {c} ({}) has no examples, so no long-tailed subset over all {} \
-                 classes exists; use a set with every class present",
-                set.class_names.get(c).map_or("?", String::as_str),
-                set.num_classes
-            ),
-        });
-    }
-    let counts = long_tail_counts(n_max, set.num_classes, imbalance_ratio);
-    if counts.last() == Some(&0) {
-        return Err(Error::InvalidValue {
-            field: "imbalance_ratio".into(),
-            why: format!(
-                "ρ = {imbalance_ratio} leaves the tail class empty with n_max = {n_max} \
-                 examples per class; use ρ ≤ {n_max}"
-            ),
-        });
-    }
-    let mut keep = Vec::with_capacity(counts.iter().sum());
-    for (class, (members, &n_c)) in by_class.iter().zip(&counts).enumerate() {
-        let mut rng = Rng::new(seed, Stream::Data, LONG_TAIL_KEY + class as u64);
-        let perm = permutation(members.len(), &mut rng);
-        keep.extend(perm[..n_c].iter().map(|&k| members[k]));
-    }
-    keep.sort_unstable();
-    Ok(set.subset(&keep))
 }
 
 #[cfg(test)]
@@ -1135,70 +1067,6 @@ pub(crate) mod tests {
         assert_eq!(sub.pixels, [4.0, 0.0]);
         assert_eq!(sub.source, [Source::Synthetic, Source::Synthetic]);
         assert_eq!(sub.num_classes, 2);
-    }
-
-    #[test]
-    fn long_tail_counts_match_hand_computation() {
-        // floor(n_max · 100^(-c/9)), computed with 50-digit decimals:
-        // from decimal import *; getcontext().prec = 50
-        // [int((Decimal(n)*Decimal(r)**(Decimal(-c)/9)).to_integral_value(ROUND_FLOOR))
-        //  for c in range(10)]
-        assert_eq!(
-            long_tail_counts(1000, 10, 100.0),
-            [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]
-        );
-        assert_eq!(
-            long_tail_counts(6000, 10, 100.0),
-            [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
-        );
-        assert_eq!(
-            long_tail_counts(6000, 10, 10.0),
-            [6000, 4645, 3596, 2784, 2156, 1669, 1292, 1000, 774, 600]
-        );
-        // ρ = 32 over 6 classes halves each step, 1000 · 2^(−c). In floating point
-        // 1000 · 32^(−2/5) is 249.99999999999997; the nudge keeps it at 250.
-        assert_eq!(
-            long_tail_counts(1000, 6, 32.0),
-            [1000, 500, 250, 125, 62, 31]
-        );
-        assert_eq!(long_tail_counts(7, 1, 100.0), [7]);
-        assert_eq!(long_tail_counts(50, 3, 1.0), [50, 50, 50]);
-    }
-
-    #[test]
-    fn long_tailed_subset_counts_determinism_and_nesting() {
-        let set = toy_set(&[1000, 1003, 1000, 1200, 1000, 1000, 1000, 1000, 1000, 1001]);
-        let lt = long_tailed(&set, 100.0, 5).unwrap();
-        assert_eq!(
-            lt.class_counts(),
-            [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10]
-        );
-        assert_eq!(lt, long_tailed(&set, 100.0, 5).unwrap());
-        assert_ne!(lt.ids, long_tailed(&set, 100.0, 6).unwrap().ids);
-        // Ids are kept and in set order.
-        assert!(lt.ids.windows(2).all(|w| w[0] < w[1]));
-        assert!(lt.ids.iter().all(|id| (id - 7) % 3 == 0));
-        // The same seed nests: ρ = 100 ⊂ ρ = 10.
-        let wider: HashSet<u64> = long_tailed(&set, 10.0, 5)
-            .unwrap()
-            .ids
-            .into_iter()
-            .collect();
-        assert!(lt.ids.iter().all(|id| wider.contains(id)));
-        // Invalid ratios and an empty tail are errors.
-        for rho in [0.5, f64::NAN, f64::INFINITY] {
-            let e = long_tailed(&set, rho, 5).unwrap_err().to_string();
-            assert!(e.contains("imbalance_ratio"), "{e}");
-        }
-        let e = long_tailed(&set, 2000.0, 5).unwrap_err().to_string();
-        assert!(
-            e.contains("tail class empty") && e.contains("ρ ≤ 1000"),
-            "{e}"
-        );
-        let e = long_tailed(&toy_set(&[5, 0, 5]), 2.0, 5)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("class 1 (c1) has no examples"), "{e}");
     }
 
     #[test]

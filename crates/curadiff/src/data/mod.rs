@@ -4,6 +4,7 @@ pub mod fastmath;
 pub mod fingerprint;
 pub mod idx;
 pub mod images;
+pub mod long_tail;
 pub mod mt19937;
 pub mod npy;
 pub mod subset;

@@ -217,6 +217,9 @@ pub struct Classifier {
     config: ClassifierConfig,
     /// Wall seconds its training took (None: a file written before they were recorded).
     train_seconds: Option<f64>,
+    /// The fingerprint of the training set ([`crate::data::fingerprint`]); `None` for files
+    /// written before it was recorded.
+    data: Option<String>,
 }
 
 fn model_err<E: std::fmt::Debug>(what: &str) -> impl Fn(E) -> Error + '_ {
@@ -371,6 +374,7 @@ pub fn train(
         net: net.valid(),
         config: cfg.clone(),
         train_seconds: Some(started.elapsed().as_secs_f64()),
+        data: Some(crate::data::fingerprint::fingerprint(train)),
     })
 }
 
@@ -431,6 +435,16 @@ impl Classifier {
         FEATURE_DIM
     }
 
+    /// The number of classes it tells apart (10).
+    pub fn num_classes(&self) -> usize {
+        NUM_CLASSES
+    }
+
+    /// The fingerprint of the set it was trained on, when its file records it.
+    pub fn trained_on(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
     /// Writes the weights to `path` (safetensors, atomically), creating its folder.
     pub fn save(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -459,6 +473,9 @@ impl Classifier {
         ]);
         if let Some(t) = self.train_seconds {
             meta.insert("train_seconds".to_string(), t.to_string());
+        }
+        if let Some(d) = &self.data {
+            meta.insert("data".to_string(), d.clone());
         }
         let file = safetensors::serialize(views, &Some(meta))
             .map_err(|e| Error::Model(format!("cannot serialise the classifier: {e}")))?;
@@ -555,10 +572,12 @@ impl Classifier {
                     .ok_or_else(|| bad(format!("malformed train_seconds {t:?} in the metadata")))?,
             ),
         };
+        let data = meta.get("data").cloned();
         Ok(Self {
             net,
             config,
             train_seconds,
+            data,
         })
     }
 
@@ -597,6 +616,33 @@ impl Classifier {
                 .try_into_vec_as::<f32>()
                 .map_err(model_err("the classifier logits"))
         })
+    }
+
+    /// Class probabilities (the softmax of the logits) of `n` images: `[n, 10]` row-major.
+    pub fn probabilities(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
+        let mut p = self.logits(images, n)?;
+        for row in p.chunks_exact_mut(NUM_CLASSES) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let e: Vec<f64> = row.iter().map(|&v| ((v - max) as f64).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for (r, e) in row.iter_mut().zip(e) {
+                *r = (e / sum) as f32;
+            }
+        }
+        Ok(p)
+    }
+
+    /// Per class of `set`: (images classified as their label, images), 10 entries.
+    pub fn per_class_correct(&self, set: &ImageSet) -> Result<Vec<(usize, usize)>> {
+        check_set(set, "image set")?;
+        let pred = self.predict(&set.pixels, set.len())?;
+        let mut out = vec![(0, 0); NUM_CLASSES];
+        for (&p, &l) in pred.iter().zip(&set.labels) {
+            let e = &mut out[l as usize];
+            e.0 += (p == l as usize) as usize;
+            e.1 += 1;
+        }
+        Ok(out)
     }
 
     /// The most likely class of each of `n` images (the lowest class on ties).
@@ -722,6 +768,21 @@ mod tests {
         clf.save(&path).unwrap();
         let back = Classifier::load(&path).unwrap();
         assert_eq!(back.config(), &cfg);
+        let fp = crate::data::fingerprint::fingerprint(&set);
+        assert_eq!(back.trained_on(), Some(fp.as_str()));
+        // Probabilities: the softmax of the logits, e^{l_c}/Σ e^{l_k}, in f64 here.
+        let logits = back.logits(&set.pixels[..3 * IMAGE_LEN], 3).unwrap();
+        let probs = back.probabilities(&set.pixels[..3 * IMAGE_LEN], 3).unwrap();
+        for (l, p) in logits.chunks(10).zip(probs.chunks(10)) {
+            let z: f64 = l.iter().map(|&v| (v as f64).exp()).sum();
+            for (&lc, &pc) in l.iter().zip(p) {
+                assert!(((lc as f64).exp() / z - pc as f64).abs() < 1e-6);
+            }
+        }
+        let pc = back.per_class_correct(&set).unwrap();
+        assert_eq!(pc.iter().map(|c| c.1).sum::<usize>(), set.len());
+        let right = pc.iter().map(|c| c.0).sum::<usize>() as f64;
+        assert!((right / set.len() as f64 - back.accuracy(&set).unwrap()).abs() < 1e-12);
         let fa = clf.features(&set.pixels, set.len()).unwrap();
         let fb = back.features(&set.pixels, set.len()).unwrap();
         assert_eq!(fa.len(), set.len() * FEATURE_DIM);

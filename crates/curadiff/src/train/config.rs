@@ -41,6 +41,17 @@ pub struct DataConfig {
     /// whatever the seed), taken before the long-tailed cut; 0 keeps every example.
     #[serde(default, skip_serializing_if = "is_zero_usize")]
     pub max_per_class: usize,
+    /// Images: the seed of the long-tailed cut (which examples each class keeps), so that a
+    /// generator and every classifier trained with other run seeds see the same images.
+    /// Unset (left out of config.toml): the run's `seed`, as before this key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset_seed: Option<u64>,
+    /// Images: the classes of the long-tailed cut head first, a permutation of the class
+    /// indices (the class at position r keeps the r-th largest count; see
+    /// [`crate::data::long_tail`]). Empty: the label order 0, 1, …, C−1. For Fashion-MNIST,
+    /// [`crate::data::long_tail::FMNIST_HARD_TAIL`] puts the hard classes in the tail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_order: Vec<usize>,
     /// Images: train on the examples a subset file names (ids `.npy` or a mask, with a
     /// `FILE.json` sidecar holding the fingerprint of the data it was made for; see
     /// [`crate::data::subset`]); empty trains on the whole set.
@@ -304,6 +315,34 @@ impl RunConfig {
                     "must be 0 (whole set) or ≥ 1",
                 ));
             }
+            if self.data.imbalance_ratio == 0.0 {
+                if self.data.subset_seed.is_some() {
+                    return Err(invalid(
+                        "data.subset_seed",
+                        "seeds the long-tailed cut, which is off (data.imbalance_ratio = 0); \
+                         set data.imbalance_ratio (e.g. 100) or leave data.subset_seed out",
+                    ));
+                }
+                if !self.data.class_order.is_empty() {
+                    return Err(invalid(
+                        "data.class_order",
+                        "orders the long-tailed cut, which is off (data.imbalance_ratio = 0); \
+                         set data.imbalance_ratio (e.g. 100) or leave data.class_order empty",
+                    ));
+                }
+            }
+            if !self.data.class_order.is_empty() {
+                crate::data::long_tail::check_order(
+                    &self.data.class_order,
+                    self.data.class_order.len(),
+                )?;
+            }
+        } else if self.data.subset_seed.is_some() || !self.data.class_order.is_empty() {
+            return Err(invalid(
+                "data.subset_seed",
+                "the toy has no long-tailed cut; data.subset_seed and data.class_order are for \
+                 image data",
+            ));
         } else if !self.data.subset.is_empty() {
             return Err(invalid(
                 "data.subset",
@@ -456,6 +495,7 @@ impl RunConfig {
         // set.
         let omitted = [
             ("data", "subset", toml::Value::String(String::new())),
+            ("data", "class_order", toml::Value::Array(Vec::new())),
             ("data", "windows", toml::Value::String(String::new())),
             ("data", "max_per_class", toml::Value::Integer(0)),
             ("data", "window_buffer", toml::Value::Float(1.0)),
@@ -476,6 +516,15 @@ impl RunConfig {
         for (section, key, default) in omitted {
             if let Some(t) = value.get_mut(section).and_then(toml::Value::as_table_mut) {
                 t.entry(key).or_insert(default);
+            }
+        }
+        // Keys whose default is "unset" have no TOML value; they exist only once set.
+        if sets
+            .iter()
+            .any(|s| s.split_once('=').map(|(k, _)| k.trim()) == Some("data.subset_seed"))
+        {
+            if let Some(t) = value.get_mut("data").and_then(toml::Value::as_table_mut) {
+                t.entry("subset_seed").or_insert(toml::Value::Integer(0));
             }
         }
         let keys = leaf_keys(&value, "");

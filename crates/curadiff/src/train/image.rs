@@ -228,6 +228,25 @@ pub struct ImageSampling {
     pub chunk: usize,
 }
 
+/// Where the Heun trajectories of a batch start: at step `step` of the sampler's σ schedule
+/// (0: σ_max), from `images` noised to that σ (img2img) or from pure noise.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    /// Index into the schedule σ_0 = σ_max > … > σ_{N−1} = σ_min > σ_N = 0 of the first
+    /// noise level; `steps` (σ = 0) returns the start images themselves.
+    pub step: usize,
+    /// `[n, C, H, W]` images to start from, x = y + σ_step·ε; `None` starts from x = σ_step·ε.
+    pub images: Option<&'a [f32]>,
+}
+
+impl Start<'_> {
+    /// Plain generation: pure noise at σ_max.
+    pub const NOISE: Start<'static> = Start {
+        step: 0,
+        images: None,
+    };
+}
+
 /// `labels.len()` images `[n, C, H, W]` (flattened, values as sampled, not clipped): image i
 /// starts from x_T ~ N(0, σ_max²I) drawn from the `(seed, Sample, i)` stream, so results do not
 /// depend on the chunk size.
@@ -239,21 +258,68 @@ pub fn sample_images(
     seed: u64,
     device: &Device,
 ) -> Result<Vec<f32>> {
+    let noise: Vec<(u64, u64)> = (0..labels.len() as u64).map(|i| (seed, i)).collect();
+    sample_images_from(main, guide, labels, s, &Start::NOISE, &noise, device)
+}
+
+/// Guided Heun sampling from `start`: image i starts at σ = σ_{start.step} of the schedule
+/// from x_i = y_i + σ·ε_i (y_i the start image, 0 without one), ε_i ~ N(0, I) drawn from the
+/// stream `(noise[i].0, Sample, noise[i].1)`, and is integrated down to σ = 0 over the rest of
+/// the schedule. With [`Start::NOISE`] and `noise[i] = (seed, i)` this is
+/// [`sample_images`]; a later step is img2img (SDEdit, Meng et al. 2022). Each image has its
+/// own stream, so results do not depend on the chunk size. Returns `[n, C, H, W]` flattened.
+pub fn sample_images_from(
+    main: &UnetDenoiser,
+    guide: &Guide,
+    labels: &[Option<usize>],
+    s: &ImageSampling,
+    start: &Start,
+    noise: &[(u64, u64)],
+    device: &Device,
+) -> Result<Vec<f32>> {
     let [c, h, w] = main.shape;
     let len = c * h * w;
+    let n = labels.len();
     let sigmas = edm_sigmas(s.steps, s.sigma_min, s.sigma_max, s.rho);
-    let mut out = Vec::with_capacity(labels.len() * len);
-    for lo in (0..labels.len()).step_by(s.chunk.max(1)) {
-        let hi = (lo + s.chunk.max(1)).min(labels.len());
+    if noise.len() != n || start.step > s.steps || start.images.is_some_and(|y| y.len() != n * len)
+    {
+        return Err(Error::Model(format!(
+            "img2img start: {n} labels need {n} noise keys (got {}), images of {n}·{len} \
+             values (got {:?}) and a step in 0..={} (got {})",
+            noise.len(),
+            start.images.map(<[f32]>::len),
+            s.steps,
+            start.step
+        )));
+    }
+    // σ_max itself at step 0 (the schedule's first entry can differ from it in the last
+    // bit), so that plain sampling draws the very numbers it always drew.
+    let sigma = if start.step == 0 {
+        s.sigma_max
+    } else {
+        sigmas[start.step]
+    };
+    let mut out = Vec::with_capacity(n * len);
+    for lo in (0..n).step_by(s.chunk.max(1)) {
+        let hi = (lo + s.chunk.max(1)).min(n);
         let x0: Vec<f32> = (lo..hi)
             .flat_map(|i| {
-                let mut rng = Rng::new(seed, Stream::Sample, i as u64);
+                let (seed, index) = noise[i];
+                let mut rng = Rng::new(seed, Stream::Sample, index);
+                let y = start.images.map(|y| &y[i * len..(i + 1) * len]);
                 (0..len)
-                    .map(|_| (rng.normal() * s.sigma_max) as f32)
+                    .map(|j| {
+                        let e = rng.normal() * sigma;
+                        y.map_or(e, |y| y[j] as f64 + e) as f32
+                    })
                     .collect::<Vec<_>>()
             })
             .collect();
-        let x = Tensor::<4>::from_data(TensorData::new(x0, [hi - lo, c, h, w]), device);
+        if sigma == 0.0 {
+            out.extend(x0);
+            continue;
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(x0, [hi - lo, c, h, w]), device); // [b, C, H, W]
         let den = Guided {
             main,
             labels: labels[lo..hi].to_vec(),
@@ -263,7 +329,7 @@ pub fn sample_images(
                 Guide::Cfg(w) => Guide::Cfg(*w),
             },
         };
-        let v = heun(&den, x, &sigmas)
+        let v = heun(&den, x, &sigmas[start.step..])
             .try_into_vec_as::<f32>()
             .map_err(|e| Error::Model(format!("cannot read samples: {e:?}")))?;
         out.extend(v);

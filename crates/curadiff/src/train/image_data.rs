@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::DataConfig;
 use crate::data::images::{self, ImageSet, Split};
+use crate::data::long_tail;
 use crate::data::windows::NoiseWindow;
 use crate::error::{Error, Result};
 use crate::models::unet::UnetConfig;
@@ -70,8 +71,9 @@ pub fn training_data(cfg: &DataConfig, seed: u64) -> Result<TrainingData> {
     })
 }
 
-/// The pool of a run: the source, then the long-tailed cut if asked for. Subset files refer
-/// to its ids and fingerprint.
+/// The pool of a run: the source, then the long-tailed cut if asked for (seeded by
+/// `data.subset_seed`, else the run's `seed`, in the order `data.class_order`). Subset files
+/// refer to its ids and fingerprint.
 pub fn pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
     let set = match cfg.kind.as_str() {
         "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Train)?,
@@ -93,7 +95,8 @@ pub fn pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
         set
     };
     if cfg.imbalance_ratio >= 1.0 {
-        return images::long_tailed(&set, cfg.imbalance_ratio, seed);
+        let cut_seed = cfg.subset_seed.unwrap_or(seed);
+        return long_tail::long_tailed(&set, cfg.imbalance_ratio, cut_seed, &cfg.class_order);
     }
     Ok(set)
 }
@@ -152,8 +155,99 @@ pub fn check_fits(set: &ImageSet, unet: &UnetConfig, what: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_per_class;
+    use super::*;
     use crate::data::images::tests::toy_set;
+    use crate::train::presets::preset;
+
+    /// A balanced set of 6,000 1×1 images per class (60,000), as `npy` files.
+    fn balanced_npy(dir: &Path) -> DataConfig {
+        std::fs::create_dir_all(dir).unwrap();
+        let n = 60_000;
+        let pixels: Vec<f32> = (0..n).map(|i| (i % 255) as f32 / 127.5 - 1.0).collect();
+        let labels: Vec<i64> = (0..n).map(|i| (i % 10) as i64).collect();
+        crate::data::npy::write_f32(&dir.join("x.npy"), &[n, 1, 1, 1], &pixels).unwrap();
+        crate::data::npy::write_i64(&dir.join("y.npy"), &[n], &labels).unwrap();
+        let mut d = preset("fmnist-lt").unwrap().data;
+        d.kind = "npy".into();
+        d.path = dir.join("x.npy").display().to_string();
+        d.labels = dir.join("y.npy").display().to_string();
+        d
+    }
+
+    #[test]
+    fn the_long_tailed_cut_follows_subset_seed_not_the_run_seed() {
+        let dir = std::env::temp_dir().join(format!("curadiff-lt-{}", std::process::id()));
+        let data = balanced_npy(&dir);
+        assert_eq!(data.imbalance_ratio, 100.0);
+        assert_eq!(data.subset_seed, Some(0));
+        // ⌊6000 · 100^(−r/9)⌋ (hand-computed with 50-digit decimals in data::long_tail).
+        let want = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60];
+        let a = pool(&data, 1).unwrap();
+        assert_eq!(a.class_counts(), want);
+        assert_eq!(a.len(), 14_886);
+        assert_eq!(a, pool(&data, 2).unwrap());
+        // Another subset seed cuts other images; without one, the run seed does (as before
+        // the key existed).
+        let other = DataConfig {
+            subset_seed: Some(1),
+            ..data.clone()
+        };
+        assert_ne!(pool(&other, 1).unwrap().ids, a.ids);
+        let old = DataConfig {
+            subset_seed: None,
+            ..data.clone()
+        };
+        assert_eq!(pool(&old, 0).unwrap(), a);
+        assert_ne!(pool(&old, 1).unwrap().ids, a.ids);
+        // The hard-tail order: Shirt (6) keeps 60, Trouser (1) 6000.
+        let hard = DataConfig {
+            class_order: crate::data::long_tail::FMNIST_HARD_TAIL.to_vec(),
+            ..data
+        };
+        let h = pool(&hard, 3).unwrap().class_counts();
+        assert_eq!((h[6], h[2], h[4], h[0], h[1]), (60, 100, 166, 278, 6000));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn subset_seed_and_class_order_are_left_out_at_their_defaults_and_settable() {
+        let c = preset("fmnist").unwrap();
+        let text = c.to_toml().unwrap();
+        assert!(!text.contains("subset_seed") && !text.contains("class_order"));
+        let lt = c
+            .with_overrides(&[
+                "data.imbalance_ratio=100".into(),
+                "data.subset_seed=4".into(),
+                "data.class_order=[1, 8, 5, 9, 7, 3, 0, 4, 2, 6]".into(),
+            ])
+            .unwrap();
+        assert_eq!(lt.data.subset_seed, Some(4));
+        assert_eq!(lt.data.class_order[9], 6);
+        let back = crate::train::config::RunConfig::from_toml(&lt.to_toml().unwrap()).unwrap();
+        assert_eq!(back, lt);
+        assert_eq!(c.diff(&lt).len(), 3, "{:?}", c.diff(&lt));
+        let e = c
+            .with_overrides(&["data.subset_seed=4".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.subset_seed") && e.contains("imbalance_ratio"),
+            "{e}"
+        );
+        let e = c
+            .with_overrides(&[
+                "data.imbalance_ratio=100".into(),
+                "data.class_order=[0, 0, 1]".into(),
+            ])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.class_order"), "{e}");
+        let lt_preset = preset("fmnist-lt-hard").unwrap();
+        assert_eq!(
+            lt_preset.data.class_order,
+            crate::data::long_tail::FMNIST_HARD_TAIL
+        );
+    }
 
     /// The cap keeps the first examples of each class in the source's order, all of a class
     /// with fewer, and the ids (positions in the source) say which.

@@ -57,6 +57,21 @@ pub const PRESETS: &[Preset] = &[
         about: "autoguidance guide for `fmnist`: 8/16/32 channels, 1024 iterations",
         build: fmnist_guide,
     },
+    Preset {
+        name: "fmnist-lt",
+        about: "the `fmnist` network on long-tailed Fashion-MNIST (ρ = 100, label order: \
+                6000 T-shirt/top … 60 Ankle boot, 14,886 images, cut by data.subset_seed = \
+                0): the DisCL generator; not trained yet, train until CFG samples are \
+                classified as their class ≥ 80% (README, \"Diffusion curriculum\")",
+        build: fmnist_lt,
+    },
+    Preset {
+        name: "fmnist-lt-hard",
+        about: "`fmnist-lt` with the hard classes in the tail (data.class_order = Trouser, Bag, \
+                Sandal, Ankle boot, Sneaker, Dress, T-shirt/top, Coat, Pullover, Shirt); not \
+                trained yet",
+        build: fmnist_lt_hard,
+    },
 ];
 
 /// The preset named `name`, or an error listing the valid ones.
@@ -89,6 +104,8 @@ fn toy() -> RunConfig {
             labels: String::new(),
             imbalance_ratio: 0.0,
             max_per_class: 0,
+            subset_seed: None,
+            class_order: Vec::new(),
             subset: String::new(),
             windows: String::new(),
             window_buffer: 1.0,
@@ -196,6 +213,8 @@ fn fmnist() -> RunConfig {
         labels: String::new(),
         imbalance_ratio: 0.0,
         max_per_class: 0,
+        subset_seed: None,
+        class_order: Vec::new(),
         subset: String::new(),
         windows: String::new(),
         window_buffer: 1.0,
@@ -272,6 +291,24 @@ fn fmnist_guide() -> RunConfig {
     c
 }
 
+/// The DisCL generator: `fmnist` trained only on the long-tailed cut (ρ = 100), whose images
+/// are fixed by `data.subset_seed` whatever the run seed.
+fn fmnist_lt() -> RunConfig {
+    let mut c = fmnist();
+    c.preset = "fmnist-lt".into();
+    c.data.imbalance_ratio = 100.0;
+    c.data.subset_seed = Some(0);
+    c
+}
+
+/// `fmnist-lt` with Shirt, Pullover, Coat and T-shirt/top in the tail.
+fn fmnist_lt_hard() -> RunConfig {
+    let mut c = fmnist_lt();
+    c.preset = "fmnist-lt-hard".into();
+    c.data.class_order = crate::data::long_tail::FMNIST_HARD_TAIL.to_vec();
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,7 +320,10 @@ mod tests {
         }
         let e = preset("toyy").unwrap_err().to_string();
         assert!(
-            e.contains("toyy") && e.contains("toy, toy-wide, toy-guide, fmnist, fmnist-guide"),
+            e.contains("toyy")
+                && e.contains(
+                    "toy, toy-wide, toy-guide, fmnist, fmnist-guide, fmnist-lt, fmnist-lt-hard"
+                ),
             "{e}"
         );
     }

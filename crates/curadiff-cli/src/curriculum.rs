@@ -1,0 +1,207 @@
+//! DisCL commands (`curadiff::curation::curriculum`): a classifier of a run's pool, hard
+//! examples, and spectra (`curadiff synth`), each printing one JSON line.
+
+use anyhow::{Context, Result};
+use curadiff::curation::curriculum::hard::{self, HardMeta, HardRule};
+use curadiff::data::long_tail::group_means;
+use curadiff::eval::classifier::{self, Classifier, ClassifierConfig};
+use curadiff::synthjob::{self, SynthRequest};
+use curadiff::train::config::RunConfig;
+use curadiff::train::image_data;
+use curadiff::train::presets::preset;
+use curadiff::train::run::RunDir;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::args::{HardRuleArg, PoolSource};
+
+/// The config whose pool a command works on: a run's, or a preset's with overrides.
+fn resolve(src: &PoolSource) -> Result<RunConfig> {
+    match (&src.run, &src.preset) {
+        (Some(run), None) => RunDir::new(run)
+            .read_run_config()
+            .with_context(|| format!("reading the config of run {}", run.display())),
+        (None, Some(p)) => Ok(preset(p)?.with_overrides(&src.sets)?),
+        _ => anyhow::bail!(curadiff::Error::Config(
+            "name the pool with --run RUN (a run directory) or --preset NAME [--set KEY=VALUE]"
+                .into()
+        )),
+    }
+}
+
+/// Refuses the metrics' classifier and the surrogates cached beside it as an output.
+fn check_out(out: &Path) -> Result<()> {
+    let metric = classifier::default_path();
+    let cached = out.parent() == metric.parent()
+        && out
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("fmnist-classifier"));
+    if out == metric || cached {
+        anyhow::bail!(curadiff::Error::Config(format!(
+            "{} is where the image metrics' classifier (or a pruning surrogate) is cached; a \
+             classifier of a run's pool must not replace it: give --out another file, e.g. \
+             runs/lt-filter.safetensors",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `curadiff classifier --run RUN --out FILE`: a classifier of the run's pool (its long-tailed
+/// cut), with its accuracy on the test set per class and per shot group.
+pub fn pool_classifier(
+    run: &Path,
+    out: Option<PathBuf>,
+    cfg: ClassifierConfig,
+    force: bool,
+) -> Result<()> {
+    let Some(out) = out else {
+        anyhow::bail!(curadiff::Error::Config(
+            "--run trains a classifier of the run's pool; give --out FILE (not the metrics' \
+             classifier)"
+                .into()
+        ));
+    };
+    check_out(&out)?;
+    let rcfg = RunDir::new(run)
+        .read_run_config()
+        .with_context(|| format!("reading the config of run {}", run.display()))?;
+    let pool = image_data::pool(&rcfg.data, rcfg.seed).context("loading the run's pool")?;
+    let test = image_data::reference_set(&rcfg.data, rcfg.seed)?;
+    let t = Instant::now();
+    let trained = !out.exists() || force;
+    let clf = if trained {
+        let mut last = 0;
+        let clf = classifier::train(&pool, &cfg, &mut |done, total, loss| {
+            let pct = 100 * done / total.max(1);
+            if pct >= last + 10 {
+                last = pct;
+                eprintln!("classifier: {pct}% (loss {loss:.4})");
+            }
+        })?;
+        clf.save(&out)?;
+        clf
+    } else {
+        Classifier::load(&out)?
+    };
+    let seconds = t.elapsed().as_secs_f64();
+    let pc = clf.per_class_correct(&test)?;
+    let per_class: Vec<f64> = pc
+        .iter()
+        .map(|&(r, n)| if n == 0 { 0.0 } else { r as f64 / n as f64 })
+        .collect();
+    let counts = pool.class_counts();
+    let groups: serde_json::Map<String, serde_json::Value> = group_means(&per_class, &counts)
+        .into_iter()
+        .map(|(g, m)| (g.name().to_string(), serde_json::json!(m)))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "classifier": out, "trained": trained, "train_seconds": seconds,
+            "trained_on": clf.trained_on(), "train_counts": counts,
+            "test_accuracy": clf.accuracy(&test)?, "per_class": per_class, "groups": groups,
+        })
+    );
+    Ok(())
+}
+
+/// `curadiff hard`.
+#[allow(clippy::too_many_arguments)]
+pub fn hard(
+    src: &PoolSource,
+    rule: HardRuleArg,
+    threshold: f64,
+    fraction: f64,
+    folds: usize,
+    epochs: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<()> {
+    let rcfg = resolve(src)?;
+    let pool = image_data::pool(&rcfg.data, rcfg.seed).context("loading the pool")?;
+    let rule = match rule {
+        HardRuleArg::OofBelow => HardRule::BelowProb(threshold),
+        HardRuleArg::OofLowest => HardRule::LowestFraction(fraction),
+        HardRuleArg::Tail => HardRule::Tail,
+    };
+    let ccfg = ClassifierConfig {
+        epochs,
+        seed,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let p = if rule.needs_probs() {
+        Some(hard::out_of_fold_probs(
+            &pool,
+            folds,
+            &ccfg,
+            &mut |f, k| {
+                eprintln!(
+                    "hard: fold {f}/{k} done ({:.0} s)",
+                    t.elapsed().as_secs_f64()
+                )
+            },
+        )?)
+    } else {
+        None
+    };
+    let keep = hard::select(rule, &pool, p.as_deref())?;
+    let seconds = t.elapsed().as_secs_f64();
+    let meta = HardMeta {
+        fingerprint: String::new(),
+        seconds,
+        rule,
+        folds: if p.is_some() { folds } else { 0 },
+        classifier: p.is_some().then_some(ccfg),
+        p_true: p
+            .as_ref()
+            .map_or_else(Vec::new, |p| keep.iter().map(|&i| p[i]).collect()),
+        per_class: Vec::new(),
+    };
+    hard::write(out, &pool, &keep, meta).with_context(|| format!("writing {}", out.display()))?;
+    let m = hard::read_meta(out)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": out, "hard": keep.len(), "of": pool.len(), "rule": rule,
+            "per_class": m.per_class, "seconds": seconds,
+        })
+    );
+    Ok(())
+}
+
+/// `curadiff synth`.
+pub fn synth(req: SynthRequest) -> Result<()> {
+    let mut last = 0;
+    let o = synthjob::synth(&req, &mut |done, total| {
+        let pct = 100 * done / total.max(1);
+        if pct >= last + 10 || done == total {
+            last = pct;
+            eprintln!("synth: {done}/{total} images");
+        }
+    })
+    .with_context(|| format!("synthesising spectra from run {}", req.run.display()))?;
+    let per_lambda: Vec<serde_json::Value> = o
+        .per_lambda
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "lambda": l.lambda, "sigma_start": l.sigma_start, "images": l.images,
+                "kept": l.kept, "mean_filter_prob": l.mean_filter_prob,
+                "mean_similarity": l.mean_similarity,
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": req.out, "images": o.images, "kept": o.kept,
+            "sample_seconds": o.sample_seconds, "seconds": o.seconds,
+            "images_per_second": o.images_per_second, "grid": o.grid,
+            "per_lambda": per_lambda,
+        })
+    );
+    Ok(())
+}
