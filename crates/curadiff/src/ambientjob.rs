@@ -247,8 +247,12 @@ pub fn annotate(
                 };
                 let cp = req.out.join("curves.npy");
                 curves::write(&cp, &p, &meta)?;
+                // The floors come from the stored curves, as with --from-curves: JSON does
+                // not promise to give back the last bit of the σ grid, so one path keeps
+                // both modes' windows identical.
+                let (p, meta) = curves::read(&cp)?;
                 curves_path = Some(cp);
-                let f = threshold::floors(&ids, &meta.sigmas, &p, &req.threshold);
+                let f = threshold::floors(&meta.ids, &meta.sigmas, &p, &req.threshold);
                 (
                     f,
                     meta.fingerprint,
