@@ -16,18 +16,13 @@ use crate::curation::ambient::annotate::{self, AnnotateConfig};
 use crate::curation::ambient::classifier::{self, NoiseClassifier, NoiseClassifierConfig};
 use crate::curation::ambient::curves::{self, CurvesMeta};
 use crate::curation::ambient::threshold::{self, Floors, ThresholdConfig};
-use crate::data::corrupt::apply::apply;
 use crate::data::corrupt::config::CorruptConfig;
 use crate::data::fingerprint::fingerprint;
 use crate::data::images::{ImageSet, Source};
 use crate::data::windows;
 use crate::error::{Error, Result};
-use crate::rng::{Rng, Stream};
 use crate::train::config::DataConfig;
 use crate::train::image_data::{clean_pool, pool};
-
-/// Random-stream index of the accuracy check's noise.
-const CHECK_KEY: u64 = 0x4143_4348 << 32;
 
 /// What `ambient classifier` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -45,35 +40,6 @@ pub struct ClassifierReport {
 
 /// The σ at which the classifier's accuracy is reported.
 pub const CHECK_SIGMAS: [f64; 5] = [0.01, 0.1, 0.5, 2.0, 20.0];
-
-/// Accuracy of `clf` at `sigma` on `clean` and its copy corrupted by `corrupt` (every
-/// example): a clean image is right when p(corrupted) < 0.5, a corrupted one when > 0.5.
-pub fn accuracy(
-    clf: &NoiseClassifier,
-    clean: &ImageSet,
-    corrupt: &CorruptConfig,
-    sigma: f64,
-) -> Result<f64> {
-    let bad = apply(
-        clean,
-        &CorruptConfig {
-            fraction: 1.0,
-            ..corrupt.clone()
-        },
-    )?;
-    let mut inputs = Vec::new();
-    for (k, set) in [clean, &bad].iter().enumerate() {
-        for i in 0..set.len() {
-            let mut rng = Rng::new(0, Stream::Eval, CHECK_KEY + (2 * i + k) as u64);
-            clf.push(set.image(i), sigma, &mut rng, &mut inputs);
-        }
-    }
-    let n = clean.len();
-    let p = clf.p_corrupted(&inputs, 2 * n)?;
-    let right =
-        p[..n].iter().filter(|&&v| v < 0.5).count() + p[n..].iter().filter(|&&v| v > 0.5).count();
-    Ok(right as f64 / (2 * n) as f64)
-}
 
 /// Trains the classifier on the first `first` examples (0: all) of `data`'s clean pool and
 /// its copy corrupted by `corrupt`, saves it to `out` and reports its accuracy by σ on up to
@@ -104,7 +70,7 @@ pub fn train_classifier(
     };
     let mut acc = Vec::new();
     for s in CHECK_SIGMAS {
-        acc.push((s, accuracy(&clf, &check, corrupt, s)?));
+        acc.push((s, clf.accuracy(&check, corrupt, s)?));
     }
     Ok(ClassifierReport {
         classifier: out.to_path_buf(),
@@ -285,6 +251,7 @@ pub fn annotate(
 mod tests {
     use super::*;
     use crate::curation::ambient::classifier::tests::{blur, noise_images, quick};
+    use crate::data::corrupt::apply::apply;
     use crate::data::npy;
     use crate::data::windows::NoiseWindow;
     use crate::train::image_data::training_data;

@@ -37,6 +37,8 @@ const VERSION: &str = "1";
 const KEY: u64 = 0x414D_4243 << 32;
 /// Random-stream index base of the training noise (σ and ε of step t: `NOISE_KEY + t`).
 const NOISE_KEY: u64 = KEY + (1 << 30);
+/// Random-stream index base of the accuracy check's noise.
+const CHECK_KEY: u64 = 0x4143_4348 << 32;
 /// Inputs per forward pass at inference.
 const INFER_BATCH: usize = 512;
 
@@ -328,6 +330,29 @@ impl NoiseClassifier {
         push_input(image, plane, sigma, self.config.sigma_data, rng, out);
     }
 
+    /// Accuracy at `sigma` on `clean` and its copy corrupted by `corrupt` (every example): a
+    /// clean image is right when p(corrupted) < 0.5, a corrupted one when > 0.5. The noise of
+    /// image i comes from (0, [`Stream::Eval`], CHECK_KEY + 2i (+1 for its corrupted copy)).
+    pub fn accuracy(&self, clean: &ImageSet, corrupt: &CorruptConfig, sigma: f64) -> Result<f64> {
+        let every = CorruptConfig {
+            fraction: 1.0,
+            ..corrupt.clone()
+        };
+        let bad = apply(clean, &every)?;
+        let mut inputs = Vec::new();
+        for (k, set) in [clean, &bad].iter().enumerate() {
+            for i in 0..set.len() {
+                let mut rng = Rng::new(0, Stream::Eval, CHECK_KEY + (2 * i + k) as u64);
+                self.push(set.image(i), sigma, &mut rng, &mut inputs);
+            }
+        }
+        let n = clean.len();
+        let p = self.p_corrupted(&inputs, 2 * n)?;
+        let right = p[..n].iter().filter(|&&v| v < 0.5).count()
+            + p[n..].iter().filter(|&&v| v > 0.5).count();
+        Ok(right as f64 / (2 * n).max(1) as f64)
+    }
+
     /// p(corrupted) of `n` inputs made by [`NoiseClassifier::push`].
     pub fn p_corrupted(&self, inputs: &[f32], n: usize) -> Result<Vec<f32>> {
         let shape = shape_of(self.image_shape);
@@ -420,7 +445,7 @@ pub(crate) mod tests {
         let mut losses = Vec::new();
         let clf = train(&train_set, &blur(), &quick(), &mut |_, _, l| losses.push(l)).unwrap();
         assert_eq!(losses.len(), 6 * 10); // 320 items in batches of 32, 6 epochs
-        let acc = |s| crate::ambientjob::accuracy(&clf, &check, &blur(), s).unwrap();
+        let acc = |s| clf.accuracy(&check, &blur(), s).unwrap();
         let (low, high) = (acc(0.01), acc(50.0));
         assert!(low > 0.9, "accuracy at σ = 0.01: {low}");
         assert!((high - 0.5).abs() < 0.12, "accuracy at σ = 50: {high}");
