@@ -175,7 +175,9 @@ pub enum Command {
     /// `--shard i/N` runs a share of it, `--report` merges the shards' results).
     Bench {
         /// Preset to time (`classifier`: the Fashion-MNIST feature classifier; `prune`:
-        /// pruning features and criteria on 60,000 images, `--set n=N` for fewer).
+        /// pruning features and criteria on 60,000 images, `--set n=N` for fewer;
+        /// `annotate`: Ambient-Omni's noise-floor annotation of 54,000 blurred images,
+        /// `--set n=N`, `--set points=K`, `--set draws=D`).
         #[arg(long, conflicts_with = "grid")]
         speed: Option<String>,
         /// Grid file (arms × seeds × budgets).
@@ -299,6 +301,164 @@ pub enum Command {
     Prune {
         #[command(subcommand)]
         what: PruneWhat,
+    },
+    /// Export a corrupted copy of a data source, as `data.corrupt` would corrupt it at load
+    /// time: OUT/images.npy (float32 [N, C, H, W] in [-1, 1]), OUT/labels.npy (int64) and
+    /// OUT/images.npy.json (the corruption, fingerprints, each row's source id and whether
+    /// and how it was corrupted). Usable as --set data.kind=npy data.path=OUT/images.npy.
+    Corrupt {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        corrupt: CorruptArgs,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Ambient-Omni: a noise-conditional clean-vs-corrupted classifier, and per-example
+    /// noise floors as a windows file for `--set data.windows=FILE`.
+    Ambient {
+        #[command(subcommand)]
+        what: AmbientWhat,
+    },
+}
+
+/// A data source as a run's data.* values (the corruption has its own flags).
+#[derive(clap::Args, Clone, Debug)]
+pub struct SourceArgs {
+    /// The source, as data.path: the Fashion-MNIST folder (default
+    /// /usr/share/datasets/fashion-mnist), an .npy image array or a PNG folder.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The source's kind, as data.kind: fmnist, npy or folder.
+    #[arg(long, default_value = "fmnist")]
+    pub data_kind: String,
+    /// npy: the label array, as data.labels.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// The long-tailed cut, as data.imbalance_ratio (0 keeps the whole set).
+    #[arg(long, default_value_t = 0.0)]
+    pub imbalance_ratio: f64,
+    /// The training run's --seed, on which the long-tailed cut depends unless
+    /// --subset-seed is given.
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+    /// The pool's cap per class, as data.max_per_class (the first examples of each class in
+    /// the source's order; 0 keeps every example).
+    #[arg(long, default_value_t = 0)]
+    pub max_per_class: usize,
+    /// The long-tailed cut's seed, as data.subset_seed (default: --data-seed).
+    #[arg(long)]
+    pub subset_seed: Option<u64>,
+    /// The long-tailed cut's classes head first, as data.class_order (comma-separated class
+    /// indices; default: the label order).
+    #[arg(long, value_delimiter = ',')]
+    pub class_order: Vec<usize>,
+}
+
+/// A corruption, as the keys of `[data.corrupt]`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CorruptArgs {
+    /// The corruption, as data.corrupt.kind: blur, jpeg, motion (or none).
+    #[arg(long, default_value = "none")]
+    pub kind: String,
+    /// The share of examples corrupted, in [0, 1] (by example id and --corrupt-seed).
+    #[arg(long, default_value_t = 1.0)]
+    pub fraction: f64,
+    /// blur: σ_B in pixels.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma: f64,
+    /// jpeg: the quality, 1..=100.
+    #[arg(long, default_value_t = 75, allow_hyphen_values = true)]
+    pub quality: i64,
+    /// motion: the line's length in pixels.
+    #[arg(long, default_value_t = 5.0)]
+    pub length: f64,
+    /// motion: the line's angle in degrees, counter-clockwise from +x.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub angle: f64,
+    /// motion: each example's angle drawn from angle ± angle_spread degrees.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub angle_spread: f64,
+    /// Seed of which examples are corrupted and of the motion angles, as data.corrupt.seed.
+    #[arg(long, default_value_t = 0)]
+    pub corrupt_seed: u64,
+}
+
+/// `curadiff ambient` steps.
+#[derive(Subcommand)]
+pub enum AmbientWhat {
+    /// Train the noise-conditional classifier on a clean source and its copy corrupted by
+    /// --kind …, save it to OUT (safetensors) and print its accuracy by σ as JSON.
+    Classifier {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        corrupt: CorruptArgs,
+        /// Train on the first N examples only (0: all); up to 1,000 of the rest check it.
+        #[arg(long, default_value_t = 0)]
+        first: usize,
+        #[arg(long, default_value_t = 4)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Seed of the weights, order and noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Mean of ln σ of the training noise.
+        #[arg(long, default_value_t = -1.2, allow_hyphen_values = true)]
+        p_mean: f64,
+        /// Standard deviation of ln σ of the training noise.
+        #[arg(long, default_value_t = 2.0)]
+        p_std: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Give each corrupted example of the pool (the run's data.* and data.corrupt, as flags)
+    /// a noise floor σ_tn, write OUT/windows.npy (+ .json) for --set data.windows=FILE and,
+    /// with --classifier, the curves OUT/curves.npy (+ .json); print a JSON summary.
+    Annotate {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        corrupt: CorruptArgs,
+        /// The classifier (from `ambient classifier`): floors from its p(corrupted) curves.
+        #[arg(long, conflicts_with_all = ["fixed_sigma_tn", "from_curves"])]
+        classifier: Option<PathBuf>,
+        /// Every annotated example gets this floor (no classifier).
+        #[arg(long, conflicts_with = "from_curves")]
+        fixed_sigma_tn: Option<f64>,
+        /// Re-derive the floors from a stored curves file (no classifier; the data, when
+        /// given with --data, must be the curves').
+        #[arg(long)]
+        from_curves: Option<PathBuf>,
+        /// Annotate every example, not only the corrupted ones.
+        #[arg(long)]
+        all: bool,
+        /// σ grid points (log-spaced).
+        #[arg(long, default_value_t = 24)]
+        points: usize,
+        #[arg(long, default_value_t = 0.002)]
+        sigma_lo: f64,
+        #[arg(long, default_value_t = 80.0)]
+        sigma_hi: f64,
+        /// Noise draws per grid point.
+        #[arg(long, default_value_t = 1)]
+        draws: usize,
+        /// Seed of the annotation noise.
+        #[arg(long, default_value_t = 0)]
+        noise_seed: u64,
+        /// EMA span of the curve's smoothing along σ (1: none).
+        #[arg(long, default_value_t = 3.0)]
+        span: f64,
+        /// The threshold rule: the floor is the first σ with p(corrupted) < 0.5 + ε.
+        #[arg(long, default_value_t = 0.05)]
+        epsilon: f64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 

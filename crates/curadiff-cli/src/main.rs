@@ -9,6 +9,7 @@ use curadiff::train::presets::{preset, PRESETS};
 use curadiff::train::run::{self, Observer};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod ambient;
 mod args;
 mod bench;
 mod curriculum;
@@ -419,6 +420,12 @@ fn execute(cli: Cli) -> Result<()> {
         },
         Command::Report { run } => report::run(&run)?,
         Command::Prune { what } => prune::run(what)?,
+        Command::Corrupt {
+            source,
+            corrupt,
+            out,
+        } => ambient::export(&source, &corrupt, &out)?,
+        Command::Ambient { what } => ambient::run(what)?,
         Command::Phema {
             run,
             sigma_rel,

@@ -79,6 +79,7 @@ fn load_pool(p: &PoolArgs) -> Result<ImageSet> {
         window_buffer: 1.0,
         window_target: WindowTarget::Ambient,
         fingerprint: String::new(),
+        corrupt: Default::default(),
     };
     curadiff::train::image_data::pool(&cfg, p.data_seed).context("loading the pool (--data)")
 }

@@ -1591,3 +1591,231 @@ fn discl_classifier_hard_and_synth_end_to_end() {
     assert!(stderr(&o).contains("metrics' classifier"), "{}", stderr(&o));
     assert!(!metric.exists());
 }
+
+#[test]
+fn corrupt_classify_annotate_and_train_on_the_floors() {
+    // The fixture blurred, a noise-conditional classifier on it, floors from its curves,
+    // from the stored curves alone and fixed, and a tiny run on the corrupted pool with them.
+    let tmp = TempDir::new("ambient");
+    let data = fixture();
+    let d = data.to_str().unwrap();
+    let p = |name: &str| tmp.join(name).to_str().unwrap().to_string();
+    let ok = |args: &[&str]| -> serde_json::Value {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    };
+    let blur = [
+        "--kind",
+        "blur",
+        "--sigma",
+        "1",
+        "--fraction",
+        "0.5",
+        "--corrupt-seed",
+        "3",
+    ];
+
+    // The exported copy: about half the 200 images blurred, each row's source recorded.
+    let (copy, clf) = (p("copy"), p("c.safetensors"));
+    let mut a = vec!["corrupt", "--data", d, "--out", &copy];
+    a.extend_from_slice(&blur);
+    let j = ok(&a);
+    let n = j["corrupted"].as_u64().unwrap();
+    assert!(j["images"] == 200 && (70..=130).contains(&n), "{j}");
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.join("copy/images.npy.json")).unwrap())
+            .unwrap();
+    assert_eq!(side["sources"].as_array().unwrap().len(), 200);
+
+    // The classifier, then the floors of the corrupted examples.
+    let mut a = vec![
+        "ambient",
+        "classifier",
+        "--data",
+        d,
+        "--epochs",
+        "2",
+        "--out",
+        &clf,
+    ];
+    a.extend_from_slice(&blur);
+    let j = ok(&a);
+    assert_eq!(j["train_images"], 200);
+    let ann = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "ambient", "annotate", "--data", d, "--points", "8", "--out", out,
+        ];
+        a.extend_from_slice(&blur);
+        a.extend_from_slice(extra);
+        ok(&a)
+    };
+    let j = ann(&p("ann"), &["--classifier", &p("c.safetensors")]);
+    assert_eq!(j["annotated"].as_u64(), Some(n));
+    let q = j["sigma_tn_quantiles"].as_array().unwrap();
+    assert!(
+        q[0].as_f64().unwrap() >= 0.002 && q[4].as_f64().unwrap() <= 80.0,
+        "{j}"
+    );
+    // Re-derived from the curves, without the data: the same windows.
+    let j2 = ok(&[
+        "ambient",
+        "annotate",
+        "--from-curves",
+        &p("ann/curves.npy"),
+        "--out",
+        &p("again"),
+    ]);
+    assert_eq!(j2["sigma_tn_quantiles"], j["sigma_tn_quantiles"]);
+    assert_eq!(
+        std::fs::read(tmp.join("again/windows.npy")).unwrap(),
+        std::fs::read(tmp.join("ann/windows.npy")).unwrap()
+    );
+    let j = ann(&p("fixed"), &["--fixed-sigma-tn", "1.5"]);
+    assert_eq!(j["sigma_tn_quantiles"][2], 1.5);
+
+    // A tiny run on the corrupted pool with the floors: it records every example's source.
+    let run_dir = tmp.join("run");
+    let sets = [
+        format!("data.path={d}"),
+        "data.corrupt.kind=blur".into(),
+        "data.corrupt.fraction=0.5".into(),
+        "data.corrupt.seed=3".into(),
+        format!("data.windows={}", p("ann/windows.npy")),
+        "unet.channels=4".into(),
+        "unet.mults=[1, 2]".into(),
+        "unet.noise_channels=8".into(),
+        "unet.emb_channels=8".into(),
+        "train.batch=16".into(),
+        "train.duration_nimg=32".into(),
+        "train.log_every_nimg=16".into(),
+        "train.checkpoint_every_nimg=32".into(),
+        "train.sample_every_nimg=0".into(),
+        "sampler.steps=2".into(),
+    ];
+    let mut args = vec![
+        "train",
+        "--preset",
+        "fmnist",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sources = std::fs::read_to_string(run_dir.join("data/sources.jsonl")).unwrap();
+    assert_eq!(sources.lines().count(), 200);
+    let blurred = sources
+        .lines()
+        .filter(|l| l.contains(r#""kind":"blur""#))
+        .count();
+    assert_eq!(blurred as u64, n);
+
+    // Bad input: exit code 2 with the flag or key named.
+    let bad = |args: &[&str], want: &str| {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    };
+    let out = p("bad");
+    bad(
+        &["corrupt", "--data", d, "--kind", "sharpen", "--out", &out],
+        "--kind",
+    );
+    bad(
+        &[
+            "corrupt",
+            "--data",
+            d,
+            "--kind",
+            "jpeg",
+            "--quality",
+            "0",
+            "--out",
+            &out,
+        ],
+        "--quality",
+    );
+    bad(
+        &[
+            "corrupt",
+            "--data",
+            d,
+            "--kind",
+            "blur",
+            "--fraction",
+            "1.5",
+            "--out",
+            &out,
+        ],
+        "--fraction",
+    );
+    bad(
+        &[
+            "corrupt", "--data", d, "--kind", "blur", "--sigma", "NaN", "--out", &out,
+        ],
+        "--sigma",
+    );
+    bad(
+        &[
+            "train",
+            "--preset",
+            "fmnist",
+            "--out",
+            &out,
+            "--set",
+            "data.corrupt.kind=blurr",
+        ],
+        "data.corrupt.kind",
+    );
+    // Curves of the blurred pool offered for another corruption: other data.
+    bad(
+        &[
+            "ambient",
+            "annotate",
+            "--data",
+            d,
+            "--kind",
+            "blur",
+            "--corrupt-seed",
+            "4",
+            "--from-curves",
+            &p("ann/curves.npy"),
+            "--out",
+            &out,
+        ],
+        "other data",
+    );
+    // A classifier for 28×28 images on 14×14 data.
+    let small = tmp.join("small.npy");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let mut h = "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 1, 14, 14), }".to_string();
+    while !(10 + h.len() + 1).is_multiple_of(64) {
+        h.push(' ');
+    }
+    h.push('\n');
+    bytes.extend((h.len() as u16).to_le_bytes());
+    bytes.extend(h.as_bytes());
+    bytes.extend((0..4 * 196).map(|i| (i * 7 % 256) as u8));
+    std::fs::write(&small, bytes).unwrap();
+    bad(
+        &[
+            "ambient",
+            "annotate",
+            "--data",
+            small.to_str().unwrap(),
+            "--data-kind",
+            "npy",
+            "--kind",
+            "blur",
+            "--classifier",
+            &p("c.safetensors"),
+            "--out",
+            &out,
+        ],
+        "[1, 28, 28]",
+    );
+}

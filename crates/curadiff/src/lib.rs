@@ -1,5 +1,6 @@
 //! curadiff: training EDM-style diffusion models with data-curation methods that can be
 //! switched on, combined and compared at equal wall-clock time and equal training samples.
+pub mod ambientjob;
 pub mod bench;
 pub mod curation;
 pub mod data;

@@ -3,6 +3,7 @@
 //! summarised as a report (Markdown and self-contained HTML) with plots; the HTML report of
 //! a single run; a tuned-autoguidance sweep over post-hoc EMA widths; and the speed
 //! benchmarks.
+pub mod annotate_speed;
 pub mod doc;
 pub mod grid;
 pub mod guidance_sweep;

@@ -1,7 +1,8 @@
 //! `curadiff bench --speed PRESET`: training throughput, one JSON line. Toy presets split a
 //! step into data (exact samples and exact score) and model (forward, backward, Adam, EMA);
 //! image presets are timed by [`super::image_speed`]; `classifier` times the feature
-//! classifier, `prune` the pruning features and criteria ([`super::prune_speed`]).
+//! classifier, `prune` the pruning features and criteria ([`super::prune_speed`]),
+//! `annotate` Ambient-Omni's noise-floor annotation ([`super::annotate_speed`]).
 
 use std::time::Instant;
 
@@ -19,6 +20,9 @@ pub fn speed(name: &str, steps: u64, sets: &[String]) -> Result<serde_json::Valu
     }
     if name == "prune" {
         return super::prune_speed::prune_speed(sets);
+    }
+    if name == "annotate" {
+        return super::annotate_speed::annotate_speed(sets);
     }
     let cfg = preset(name)?.with_overrides(sets)?;
     if cfg.data.is_images() {

@@ -1,5 +1,6 @@
 //! Data sources: the analytic 2-D tree toy, array files, and labelled image sets (IDX
-//! Fashion-MNIST, PNG folders, `.npy`).
+//! Fashion-MNIST, PNG folders, `.npy`), and their corruptions.
+pub mod corrupt;
 pub mod fastmath;
 pub mod fingerprint;
 pub mod idx;

@@ -57,6 +57,8 @@ impl NoiseWindow {
 #[derive(Debug, Clone)]
 pub struct Windows {
     pub windows: Vec<NoiseWindow>,
+    /// The positions (in the set) of the examples the file names.
+    pub named: Vec<usize>,
     /// Curation seconds from the sidecar.
     pub seconds: f64,
 }
@@ -75,13 +77,24 @@ pub fn write(
     rows: &[(u64, NoiseWindow)],
     seconds: f64,
 ) -> Result<()> {
+    write_for(path, &fingerprint(made_for), rows, seconds)
+}
+
+/// Writes a windows file for the data of fingerprint `made_for` (when the data itself is not
+/// at hand, e.g. floors re-derived from stored annotation curves).
+pub fn write_for(
+    path: &Path,
+    made_for: &str,
+    rows: &[(u64, NoiseWindow)],
+    seconds: f64,
+) -> Result<()> {
     let data: Vec<f64> = rows
         .iter()
         .flat_map(|(id, w)| [*id as f64, w.sigma_min, w.sigma_max])
         .collect();
     npy::write_f64(path, &[rows.len(), 3], &data)?;
     let meta = SubsetMeta {
-        fingerprint: fingerprint(made_for),
+        fingerprint: made_for.to_string(),
         seconds,
     };
     let json = serde_json::to_string_pretty(&meta).map_err(|e| bad(path, e.to_string()))?;
@@ -155,10 +168,37 @@ pub fn apply(set: &ImageSet, pool: &str, path: &Path) -> Result<Windows> {
             sigma_max: hi,
         };
     }
+    let named = (0..set.len()).filter(|&i| seen[i]).collect();
     Ok(Windows {
         windows,
+        named,
         seconds: meta.seconds,
     })
+}
+
+impl Windows {
+    /// The warning for named examples whose window admits every σ > 0 with `buffer`
+    /// (σ_max ≥ σ_min·buffer, e.g. a floor of 0): they train as clean examples, which a
+    /// windows file rarely means to say. None when there are none.
+    pub fn effectively_clean(&self, ids: &[u64], buffer: f64) -> Option<String> {
+        let all: Vec<u64> = self
+            .named
+            .iter()
+            .filter(|&&i| self.windows[i].sigma_max >= self.windows[i].sigma_min * buffer)
+            .map(|&i| ids[i])
+            .collect();
+        if all.is_empty() {
+            return None;
+        }
+        let first: Vec<String> = all.iter().take(5).map(|i| i.to_string()).collect();
+        Some(format!(
+            "{} example(s) of the windows file admit every σ (σ_max ≥ σ_min·{buffer}; ids \
+             {}{}): they are effectively clean",
+            all.len(),
+            first.join(", "),
+            if all.len() > 5 { ", …" } else { "" }
+        ))
+    }
 }
 
 /// The σ no example admits with `buffer`, as (from, to), if any: above every locality
@@ -209,6 +249,8 @@ mod tests {
         write(&p, &set, &[(10, w)], 3.5).unwrap();
         let got = apply(&set, "none", &p).unwrap();
         assert_eq!(got.seconds, 3.5);
+        assert_eq!(got.named, vec![1]);
+        assert_eq!(got.effectively_clean(&set.ids, 1.0), None);
         assert_eq!(got.windows[1], w);
         assert!(got
             .windows
@@ -254,6 +296,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("sidecar"));
+    }
+
+    /// A window that admits every σ (a zero floor, or a ceiling above the buffered floor)
+    /// is reported by id; an unnamed (clean) example is not.
+    #[test]
+    fn windows_that_admit_every_sigma_are_reported() {
+        let set = toy_set(&[4, 3]); // ids 7, 10, 13, …
+        let p = tmp("clean.npy");
+        let w = |lo, hi| NoiseWindow {
+            sigma_min: lo,
+            sigma_max: hi,
+        };
+        write(
+            &p,
+            &set,
+            &[(7, w(0.0, 0.0)), (10, w(1.0, 1.1)), (13, w(1.0, 0.5))],
+            0.0,
+        )
+        .unwrap();
+        let got = apply(&set, "", &p).unwrap();
+        let msg = got.effectively_clean(&set.ids, 1.0).unwrap();
+        assert!(
+            msg.starts_with("2 example(s)") && msg.contains("ids 7, 10)"),
+            "{msg}"
+        );
+        // With the buffer 1.155, (1.0, 1.1) leaves a gap: only id 7 admits every σ.
+        let msg = got.effectively_clean(&set.ids, 1.155).unwrap();
+        assert!(
+            msg.starts_with("1 example(s)") && msg.contains("ids 7)"),
+            "{msg}"
+        );
+        // Non-finite floors are refused with the row and id.
+        write(&p, &set, &[(10, w(f64::NAN, 0.0))], 0.0).unwrap();
+        let e = apply(&set, "", &p).unwrap_err().to_string();
+        assert!(e.contains("row 0 (id 10)") && e.contains("finite"), "{e}");
+        write(&p, &set, &[(10, w(f64::INFINITY, 0.0))], 0.0).unwrap();
+        assert!(apply(&set, "", &p).is_err());
     }
 
     #[test]

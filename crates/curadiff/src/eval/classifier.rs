@@ -1,8 +1,8 @@
 //! A Fashion-MNIST classifier trained by curadiff itself: the feature network of the image
 //! metrics ([`super::images`]) and the judge of class-conditional samples.
 //!
-//! The network is a small CNN on `[n, 1, 28, 28]` images in [-1, 1]:
-//! conv 3×3 1→32 (padding 1), max-pool 2, ReLU, conv 3×3 32→64, max-pool 2, ReLU,
+//! The network is the small CNN of [`crate::models::cnn`] on `[n, 1, 28, 28]` images in
+//! [-1, 1]: conv 3×3 1→32 (padding 1), max-pool 2, ReLU, conv 3×3 32→64, max-pool 2, ReLU,
 //! linear 64·7·7→128, ReLU (the 128-d penultimate features), linear 128→10 (the logits).
 //! It is trained with plain Adam (no weight decay, no weight normalisation, learning rate
 //! decayed to 0 along a half cosine) on the mean cross-entropy, with He-normal initial weights
@@ -40,22 +40,13 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::models::optim::Adam;
-use burn::module::{Module, Param};
-use burn::optim::GradientsParams;
-use burn::tensor::activation::{log_softmax, relu};
-use burn::tensor::module::{conv2d, linear, max_pool2d};
-use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::data::images::ImageSet;
 use crate::device;
 use crate::error::{Error, Result};
-use crate::fsutil::{create_dir, write_atomic};
-use crate::models::params::{self, HostParam};
-use crate::rng::{Rng, Stream};
+use crate::models::cnn::{self, Cnn, CnnShape, Objective, Schedule};
 
 /// The name of the feature network in metric reports and in the weight file's metadata.
 pub const FEATURE_NETWORK: &str = "curadiff-fmnist-classifier";
@@ -71,11 +62,7 @@ pub const IMAGE_LEN: usize = SIDE * SIDE;
 /// Number of classes.
 pub const NUM_CLASSES: usize = 10;
 /// Width of the penultimate features.
-pub const FEATURE_DIM: usize = 128;
-
-const C1: usize = 32;
-const C2: usize = 64;
-const FLAT: usize = C2 * (SIDE / 4) * (SIDE / 4);
+pub const FEATURE_DIM: usize = cnn::FEATURE_DIM;
 
 /// Images per forward pass at inference, which bounds the memory of [`Classifier::features`].
 const INFER_BATCH: usize = 500;
@@ -110,110 +97,18 @@ impl Default for ClassifierConfig {
     }
 }
 
-/// A 3×3 convolution with bias.
-#[derive(Module, Debug)]
-struct Conv {
-    /// [out, in, 3, 3]
-    weight: Param<Tensor<4>>,
-    /// [out]
-    bias: Param<Tensor<1>>,
-}
-
-/// A dense layer `y = x·W + b`.
-#[derive(Module, Debug)]
-struct Dense {
-    /// [in, out]
-    weight: Param<Tensor<2>>,
-    /// [out]
-    bias: Param<Tensor<1>>,
-}
-
-/// The CNN (see the module doc).
-#[derive(Module, Debug)]
-struct Net {
-    conv1: Conv,
-    conv2: Conv,
-    fc1: Dense,
-    fc2: Dense,
-}
-
-fn he_normal(fan_in: usize, n: usize, gain: f64, rng: &mut Rng) -> Vec<f32> {
-    let std = (gain / fan_in as f64).sqrt();
-    (0..n).map(|_| (rng.normal() * std) as f32).collect()
-}
-
-impl Conv {
-    fn init(cin: usize, cout: usize, rng: &mut Rng, device: &Device) -> Self {
-        let w = he_normal(cin * 9, cout * cin * 9, 2.0, rng);
-        Self {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(w, [cout, cin, 3, 3]),
-                device,
-            )),
-            bias: Param::from_tensor(Tensor::zeros([cout], device)),
-        }
-    }
-
-    /// x: [b, in, h, w] → [b, out, h, w] (stride 1, padding 1).
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-        conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
-    }
-}
-
-impl Dense {
-    fn init(fan_in: usize, fan_out: usize, gain: f64, rng: &mut Rng, device: &Device) -> Self {
-        let w = he_normal(fan_in, fan_in * fan_out, gain, rng);
-        Self {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(w, [fan_in, fan_out]),
-                device,
-            )),
-            bias: Param::from_tensor(Tensor::zeros([fan_out], device)),
-        }
-    }
-
-    /// x: [b, in] → [b, out].
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        linear(x, self.weight.val(), Some(self.bias.val()))
-    }
-}
-
-impl Net {
-    fn init(seed: u64, device: &Device) -> Self {
-        let mut rng = Rng::new(seed, Stream::Init, CLASSIFIER_KEY);
-        Self {
-            conv1: Conv::init(1, C1, &mut rng, device),
-            conv2: Conv::init(C1, C2, &mut rng, device),
-            fc1: Dense::init(FLAT, FEATURE_DIM, 2.0, &mut rng, device),
-            fc2: Dense::init(FEATURE_DIM, NUM_CLASSES, 1.0, &mut rng, device),
-        }
-    }
-
-    /// Images [b, 1, 28, 28] → penultimate features [b, 128].
-    fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let pool = || MaxPoolOptions::new([2, 2]);
-        // Max-pooling before the ReLU equals pooling after it and costs a quarter.
-        let h = relu(max_pool2d(self.conv1.forward(x), pool())); // [b, 32, 14, 14]
-        let h = relu(max_pool2d(self.conv2.forward(h), pool())); // [b, 64, 7, 7]
-        let b = h.dims()[0];
-        relu(self.fc1.forward(h.reshape([b, FLAT]))) // [b, 128]
-    }
-
-    /// Features [b, 128] → logits [b, 10].
-    fn logits(&self, features: Tensor<2>) -> Tensor<2> {
-        self.fc2.forward(features)
-    }
-}
-
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
+/// The network's shape: `[1, 28, 28]` images, ten logits.
+const SHAPE: CnnShape = CnnShape {
+    channels: 1,
+    height: SIDE,
+    width: SIDE,
+    classes: NUM_CLASSES,
+};
 
 /// A trained Fashion-MNIST classifier on the inference device.
 #[derive(Debug, Clone)]
 pub struct Classifier {
-    net: Net,
+    net: Cnn,
     config: ClassifierConfig,
     /// Wall seconds its training took (None: a file written before they were recorded).
     train_seconds: Option<f64>,
@@ -320,58 +215,31 @@ pub fn train(
             why: format!("must be a positive number (got {})", cfg.lr),
         });
     }
-    let device = device::training();
-    let mut net = Net::init(cfg.seed, &device);
-    let mut adam = Adam::plain(BETA1, BETA2, EPS);
-    let n = train.len();
-    let per_epoch = n.div_ceil(cfg.batch);
-    let total = per_epoch * cfg.epochs;
-    let mut done = 0;
-    let mut pixels = Vec::with_capacity(cfg.batch * IMAGE_LEN);
-    let mut onehot = Vec::with_capacity(cfg.batch * NUM_CLASSES);
-    for epoch in 0..cfg.epochs {
-        let mut rng = Rng::new(cfg.seed, Stream::Data, CLASSIFIER_KEY + epoch as u64);
-        let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
+    let schedule = Schedule {
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        lr: cfg.lr,
+        seed: cfg.seed,
+        key: CLASSIFIER_KEY,
+    };
+    let mut fill = |_: usize, rows: &[usize], x: &mut Vec<f32>, y: &mut Vec<f32>| -> Result<()> {
+        y.resize(rows.len() * NUM_CLASSES, 0.0f32);
+        for (row, &i) in rows.iter().enumerate() {
+            x.extend_from_slice(train.image(i));
+            y[row * NUM_CLASSES + train.labels[i] as usize] = 1.0;
         }
-        for chunk in order.chunks(cfg.batch) {
-            let b = chunk.len();
-            pixels.clear();
-            onehot.clear();
-            onehot.resize(b * NUM_CLASSES, 0.0f32);
-            for (row, &i) in chunk.iter().enumerate() {
-                pixels.extend_from_slice(train.image(i));
-                onehot[row * NUM_CLASSES + train.labels[i] as usize] = 1.0;
-            }
-            let x = images_tensor(&pixels, b, &device);
-            let y =
-                Tensor::<2>::from_data(TensorData::new(onehot.clone(), [b, NUM_CLASSES]), &device);
-            let logp = log_softmax(net.logits(net.features(x)), 1); // [b, 10]
-            let loss = (logp * y).sum().neg().div_scalar(b as f64); // [1]
-            let value: f64 = loss
-                .clone()
-                .inner()
-                .try_into_vec_as::<f32>()
-                .map_err(model_err("the classifier loss"))?[0] as f64;
-            if !value.is_finite() {
-                return Err(Error::Model(format!(
-                    "classifier training diverged: the loss is {value} at step {done} \
-                     (epoch {epoch}); lower the learning rate (now {})",
-                    cfg.lr
-                )));
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            // Half-cosine decay from lr to 0 over the whole run.
-            let lr =
-                cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total as f64).cos());
-            net = adam.step(net, &grads, lr);
-            done += 1;
-            progress(done, total, value);
-        }
-    }
+        Ok(())
+    };
+    let net = cnn::fit(
+        SHAPE,
+        train.len(),
+        &schedule,
+        Objective::CrossEntropy,
+        &mut fill,
+        progress,
+    )?;
     Ok(Classifier {
-        net: net.valid(),
+        net,
         config: cfg.clone(),
         train_seconds: Some(started.elapsed().as_secs_f64()),
         data: Some(crate::data::fingerprint::fingerprint(train)),
@@ -447,23 +315,6 @@ impl Classifier {
 
     /// Writes the weights to `path` (safetensors, atomically), creating its folder.
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_dir(dir)?;
-        }
-        let host = params::to_host(&self.net)?;
-        let raw: Vec<(&str, Vec<u8>)> = host
-            .iter()
-            .map(|p| {
-                let bytes = p.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                (p.name.as_str(), bytes)
-            })
-            .collect();
-        let mut views = Vec::with_capacity(raw.len());
-        for (p, (name, bytes)) in host.iter().zip(&raw) {
-            let view = TensorView::new(Dtype::F32, p.shape.clone(), bytes)
-                .map_err(|e| Error::Model(format!("cannot store tensor {name}: {e}")))?;
-            views.push((*name, view));
-        }
         let config = serde_json::to_string(&self.config)
             .map_err(|e| Error::Model(format!("cannot serialise the classifier config: {e}")))?;
         let mut meta = HashMap::from([
@@ -477,9 +328,7 @@ impl Classifier {
         if let Some(d) = &self.data {
             meta.insert("data".to_string(), d.clone());
         }
-        let file = safetensors::serialize(views, &Some(meta))
-            .map_err(|e| Error::Model(format!("cannot serialise the classifier: {e}")))?;
-        write_atomic(path, &file)
+        cnn::save(&self.net, path, meta)
     }
 
     /// Reads a classifier written by [`Classifier::save`]. A missing, truncated or foreign
@@ -489,20 +338,8 @@ impl Classifier {
             path: path.to_path_buf(),
             why,
         };
-        let bytes = std::fs::read(path).map_err(|e| {
-            bad(format!(
-                "cannot read the Fashion-MNIST classifier ({e}); train one first"
-            ))
-        })?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-            bad(format!(
-                "not a complete safetensors file ({e:?}): truncated or corrupt; delete it and \
-                 train the classifier again"
-            ))
-        })?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("unreadable safetensors header ({e:?})")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let stored = cnn::open(path, "the Fashion-MNIST classifier")?;
+        let meta = &stored.meta;
         let format = meta.get("format").map(String::as_str);
         if format != Some(FEATURE_NETWORK) {
             return Err(bad(format!(
@@ -522,47 +359,6 @@ impl Classifier {
             .and_then(|c| {
                 serde_json::from_str(c).map_err(|e| bad(format!("malformed training config: {e}")))
             })?;
-        let net = Net::init(0, &device::inference());
-        let expected = params::to_host(&net)?;
-        let mut stored = Vec::with_capacity(expected.len());
-        for p in &expected {
-            let view = st
-                .tensor(&p.name)
-                .map_err(|_| bad(format!("tensor {} is missing", p.name)))?;
-            if view.dtype() != Dtype::F32 || view.shape() != p.shape.as_slice() {
-                return Err(bad(format!(
-                    "tensor {} is {:?} {:?}, expected F32 {:?}",
-                    p.name,
-                    view.dtype(),
-                    view.shape(),
-                    p.shape
-                )));
-            }
-            let data: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if let Some(v) = data.iter().find(|v| !v.is_finite()) {
-                return Err(bad(format!(
-                    "tensor {} holds a non-finite value {v}",
-                    p.name
-                )));
-            }
-            stored.push(HostParam {
-                name: p.name.clone(),
-                shape: p.shape.clone(),
-                data,
-            });
-        }
-        if st.len() != expected.len() {
-            return Err(bad(format!(
-                "{} tensors stored, the classifier has {}",
-                st.len(),
-                expected.len()
-            )));
-        }
-        let net = params::from_host(net, &stored).map_err(|e| bad(e.to_string()))?;
         let train_seconds = match meta.get("train_seconds") {
             None => None,
             Some(t) => Some(
@@ -573,6 +369,7 @@ impl Classifier {
             ),
         };
         let data = meta.get("data").cloned();
+        let net = stored.net(SHAPE, path)?;
         Ok(Self {
             net,
             config,
@@ -587,7 +384,7 @@ impl Classifier {
         &self,
         images: &[f32],
         n: usize,
-        mut f: impl FnMut(&Net, Tensor<2>, usize) -> Result<Vec<T>>,
+        mut f: impl FnMut(&Cnn, Tensor<2>, usize) -> Result<Vec<T>>,
     ) -> Result<Vec<T>> {
         check_images(images, n)?;
         let device = device::inference();
@@ -695,6 +492,8 @@ impl Classifier {
 mod tests {
     use super::*;
     use crate::data::images::{load_fashion_mnist, Split, FASHION_MNIST_DIR};
+    use crate::models::params;
+    use safetensors::tensor::{Dtype, TensorView};
 
     fn fixture_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fmnist-fixture")

@@ -1,4 +1,6 @@
-//! Denoiser networks and the magnitude-preserving layers they are built from.
+//! Denoiser networks and the magnitude-preserving layers they are built from; the small CNN
+//! classifier of the feature metrics and of curation.
+pub mod cnn;
 pub mod fused;
 pub mod gemm;
 pub mod layers;

@@ -5,6 +5,7 @@
 //! the same config resumes, a different one is refused.
 
 use crate::curation::reweight::config::ReweightConfig;
+use crate::data::corrupt::config::CorruptConfig;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{Error, Result};
 use crate::models::mlp::MlpConfig;
@@ -77,6 +78,12 @@ pub struct DataConfig {
     /// empty: it is filled in.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub fingerprint: String,
+    /// Images: corrupt a share of the examples at load time, by id (`[data.corrupt]`:
+    /// kind, fraction, sigma, quality, length, angle, angle_spread, seed; see
+    /// [`crate::data::corrupt::config::CorruptConfig`]). Default off, and then left out of
+    /// config.toml. The run records each example's source in `RUN/data/sources.jsonl`.
+    #[serde(default, skip_serializing_if = "CorruptConfig::is_default")]
+    pub corrupt: CorruptConfig,
 }
 
 /// The target of an example trained above its noise floor.
@@ -355,7 +362,14 @@ impl RunConfig {
                 "the toy draws fresh exact samples every step and has no examples to window; \
                  noise windows are for image data",
             ));
+        } else if self.data.corrupt.is_on() {
+            return Err(invalid(
+                "data.corrupt.kind",
+                "the toy draws fresh exact samples and has no images to corrupt; corruptions \
+                 are for image data (set it to none)",
+            ));
         }
+        self.data.corrupt.validate("data.corrupt.")?;
         if !(self.data.window_buffer.is_finite() && self.data.window_buffer >= 1.0) {
             return Err(invalid("data.window_buffer", "must be finite and ≥ 1"));
         }
@@ -506,6 +520,13 @@ impl RunConfig {
             ),
             ("train", "class_weights", toml::Value::Array(Vec::new())),
         ];
+        if let Some(data) = value.get_mut("data").and_then(toml::Value::as_table_mut) {
+            if !data.contains_key("corrupt") {
+                let d = toml::Value::try_from(CorruptConfig::default())
+                    .map_err(|e| Error::Config(format!("cannot represent config: {e}")))?;
+                data.insert("corrupt".into(), d);
+            }
+        }
         if let Some(top) = value.as_table_mut() {
             if !top.contains_key("reweight") {
                 let d = toml::Value::try_from(ReweightConfig::default())
@@ -693,6 +714,7 @@ mod tests {
             "window_buffer",
             "window_target",
             "[reweight]",
+            "corrupt",
         ] {
             assert!(!text.contains(k), "{k} in a default config");
         }
@@ -706,8 +728,12 @@ mod tests {
                 "reweight.method=dro".into(),
                 "reweight.reference=runs/full".into(),
                 "reweight.eta=0.5".into(),
+                "data.corrupt.kind=blur".into(),
+                "data.corrupt.fraction=0.9".into(),
             ])
             .expect("settable keys");
+        assert_eq!(w.data.corrupt.kind, "blur");
+        assert_eq!(w.data.corrupt.sigma, 1.0);
         assert_eq!(w.data.windows, "w.npy");
         assert_eq!(w.data.window_buffer, 1.155);
         assert_eq!(w.data.window_target, super::WindowTarget::Clean);
@@ -716,9 +742,29 @@ mod tests {
         assert_eq!(w.reweight.smoothing, 1e-3);
         let back = super::RunConfig::from_toml(&w.to_toml().expect("toml")).expect("round trip");
         assert_eq!(back, w);
-        // Eight keys set, and the [reweight] section's smoothing, which the default config
-        // leaves out with its section.
-        assert_eq!(c.diff(&w).len(), 9, "{:?}", c.diff(&w));
+        // Ten keys set, and the other keys of the [reweight] and [data.corrupt] sections
+        // (smoothing; sigma, quality, length, angle, angle_spread, seed), which the default
+        // config leaves out with their sections.
+        assert_eq!(c.diff(&w).len(), 17, "{:?}", c.diff(&w));
+        let e = c
+            .with_overrides(&["data.corrupt.kind=gauss".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.corrupt.kind") && e.contains("blur, jpeg"),
+            "{e}"
+        );
+        let e = c
+            .with_overrides(&[
+                "data.corrupt.kind=jpeg".into(),
+                "data.corrupt.quality=0".into(),
+            ])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.corrupt.quality") && e.contains("1..=100"),
+            "{e}"
+        );
         let e = c
             .with_overrides(&["data.window_buffer=0.5".into()])
             .unwrap_err()

@@ -33,6 +33,8 @@ pub struct TrainingData {
     /// One window per example of `set` (None: every example at every σ).
     pub windows: Option<Vec<NoiseWindow>>,
     pub curate_seconds: f64,
+    /// Warnings for the run's log (e.g. windows that admit every σ).
+    pub warnings: Vec<String>,
 }
 
 /// The training images, their noise windows and the seconds of curation behind them.
@@ -45,6 +47,7 @@ pub fn training_data(cfg: &DataConfig, seed: u64) -> Result<TrainingData> {
         let s = crate::data::subset::apply(&pool, Path::new(&cfg.subset))?;
         (s.set, s.seconds)
     };
+    let mut warnings = Vec::new();
     let windows = if cfg.windows.is_empty() {
         None
     } else {
@@ -62,19 +65,33 @@ pub fn training_data(cfg: &DataConfig, seed: u64) -> Result<TrainingData> {
             });
         }
         curate_seconds += w.seconds;
+        if let Some(msg) = w.effectively_clean(&set.ids, cfg.window_buffer) {
+            warnings.push(format!("{}: {msg}", path.display()));
+        }
         Some(w.windows)
     };
     Ok(TrainingData {
         set,
         windows,
         curate_seconds,
+        warnings,
     })
 }
 
 /// The pool of a run: the source, then the long-tailed cut if asked for (seeded by
-/// `data.subset_seed`, else the run's `seed`, in the order `data.class_order`). Subset files
-/// refer to its ids and fingerprint.
+/// `data.subset_seed`, else the run's `seed`, in the order `data.class_order`), then the
+/// corruption of `data.corrupt` (by example id, so the order of the two does not matter).
+/// Subset, windows and annotation files refer to its ids and fingerprint.
 pub fn pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
+    let clean = clean_pool(cfg, seed)?;
+    if !cfg.corrupt.is_on() {
+        return Ok(clean);
+    }
+    crate::data::corrupt::apply::apply(&clean, &cfg.corrupt)
+}
+
+/// The pool of a run before its corruption: the source and its long-tailed cut.
+pub fn clean_pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
     let set = match cfg.kind.as_str() {
         "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Train)?,
         "npy" => {
@@ -113,11 +130,12 @@ pub fn first_per_class(set: &ImageSet, n: usize) -> ImageSet {
 }
 
 /// The reference set image metrics compare against: Fashion-MNIST's test split, else the
-/// whole pool of training images (a subset arm is measured against all the data).
+/// whole pool of training images before any corruption (a subset arm is measured against
+/// all the data, a corrupted one against the clean data).
 pub fn reference_set(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
     match cfg.kind.as_str() {
         "fmnist" => images::load_fashion_mnist(&fmnist_dir(cfg), Split::Test),
-        _ => pool(cfg, seed),
+        _ => clean_pool(cfg, seed),
     }
 }
 

@@ -483,8 +483,20 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let cfg = &with_fingerprint(&run, cfg, &data)?;
     // The task first: its references are loaded and checked before the run is claimed, so
     // a bad reference leaves no run directory behind.
+    let sources = cfg
+        .data
+        .corrupt
+        .is_on()
+        .then(|| crate::data::corrupt::apply::sources(&data.set.ids, &cfg.data.corrupt));
+    let warnings = data.warnings.clone();
     let mut task = ImageTask::new(cfg, data, dir)?;
     claim(&run, cfg)?;
+    for w in &warnings {
+        obs.note(w);
+    }
+    if let Some(records) = sources {
+        crate::data::corrupt::apply::write_sources(&run.sources(), &records)?;
+    }
     run_task(&run, cfg, &mut task, curate_seconds, obs)
 }
 

@@ -111,6 +111,7 @@ fn toy() -> RunConfig {
             window_buffer: 1.0,
             window_target: WindowTarget::Ambient,
             fingerprint: String::new(),
+            corrupt: Default::default(),
         },
         // The published log-density form, with its output gain kept ≤ 0. From g = 0 the
         // first Adam step gives g the sign of the first gradient, which depends on the
@@ -220,6 +221,7 @@ fn fmnist() -> RunConfig {
         window_buffer: 1.0,
         window_target: WindowTarget::Ambient,
         fingerprint: String::new(),
+        corrupt: Default::default(),
     };
     c.unet = Some(UnetConfig {
         channels: 16,

@@ -91,6 +91,11 @@ impl RunDir {
     pub fn stats(&self) -> PathBuf {
         self.root.join("stats.jsonl")
     }
+    /// Each training example's source (clean or corrupted, with kind and strength), one JSON
+    /// line per example, when `data.corrupt` is on ([`crate::data::corrupt::apply`]).
+    pub fn sources(&self) -> PathBuf {
+        self.root.join("data").join("sources.jsonl")
+    }
     pub fn samples(&self) -> PathBuf {
         self.root.join("samples")
     }

@@ -1,5 +1,11 @@
 //! Ambient-Omni (reference §C): examples of low quality are trained only above a per-example
 //! noise floor, found by a noise-conditional classifier, and with the ambient (noisy-target)
-//! loss there. The floors reach training as noise windows ([`crate::data::windows`]); the
-//! loss as a target rule ([`target::Ambient`]).
+//! loss there. The classifier ([`classifier`]) gives each corrupted example a p(corrupted)
+//! curve over σ ([`annotate`], stored by [`curves`]); the threshold rule ([`threshold`])
+//! turns a curve into the floor σ_tn. The floors reach training as noise windows
+//! ([`crate::data::windows`]); the loss as a target rule ([`target::Ambient`]).
+pub mod annotate;
+pub mod classifier;
+pub mod curves;
 pub mod target;
+pub mod threshold;

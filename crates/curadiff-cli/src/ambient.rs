@@ -1,0 +1,194 @@
+//! `curadiff corrupt` and `curadiff ambient`: a corrupted copy of a source, the
+//! noise-conditional classifier, and the annotation of noise floors
+//! (`curadiff::ambientjob`), each printing one JSON line.
+
+use anyhow::{Context, Result};
+use curadiff::ambientjob::{self, AnnotateRequest, FloorSource};
+use curadiff::curation::ambient::annotate::AnnotateConfig;
+use curadiff::curation::ambient::classifier::NoiseClassifierConfig;
+use curadiff::curation::ambient::threshold::ThresholdConfig;
+use curadiff::data::corrupt::config::CorruptConfig;
+use curadiff::train::config::{DataConfig, WindowTarget};
+use std::path::Path;
+
+use crate::args::{AmbientWhat, CorruptArgs, SourceArgs};
+
+/// The corruption of the flags, validated (errors name the flag).
+fn corruption(c: &CorruptArgs) -> Result<CorruptConfig> {
+    let cfg = CorruptConfig {
+        kind: c.kind.clone(),
+        fraction: c.fraction,
+        sigma: c.sigma,
+        quality: c.quality,
+        length: c.length,
+        angle: c.angle,
+        angle_spread: c.angle_spread,
+        seed: c.corrupt_seed,
+    };
+    cfg.validate("--")?;
+    Ok(cfg)
+}
+
+/// The data.* values of the flags, with `corrupt` as data.corrupt.
+fn data_config(s: &SourceArgs, corrupt: CorruptConfig) -> DataConfig {
+    let p = |o: &Option<std::path::PathBuf>| {
+        o.as_ref()
+            .map_or(String::new(), |p| p.to_string_lossy().to_string())
+    };
+    DataConfig {
+        kind: s.data_kind.clone(),
+        classes: curadiff::data::toy2d::Classes::A,
+        path: p(&s.data),
+        labels: p(&s.labels),
+        imbalance_ratio: s.imbalance_ratio,
+        max_per_class: s.max_per_class,
+        subset_seed: s.subset_seed,
+        class_order: s.class_order.clone(),
+        subset: String::new(),
+        windows: String::new(),
+        window_buffer: 1.0,
+        window_target: WindowTarget::Ambient,
+        fingerprint: String::new(),
+        corrupt,
+    }
+}
+
+/// `curadiff corrupt`.
+pub fn export(source: &SourceArgs, corrupt: &CorruptArgs, out: &Path) -> Result<()> {
+    let cfg = corruption(corrupt)?;
+    if !cfg.is_on() {
+        anyhow::bail!(curadiff::Error::Config(
+            "corrupt needs --kind blur, jpeg or motion and a --fraction above 0".into()
+        ));
+    }
+    let data = data_config(source, CorruptConfig::default());
+    let set = curadiff::train::image_data::clean_pool(&data, source.data_seed)
+        .context("loading the source (--data)")?;
+    let got = curadiff::data::corrupt::export::export(&set, &cfg, out)
+        .with_context(|| format!("writing the corrupted copy into {}", out.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "out": out, "images": got.set.len(), "corrupted": got.meta.corrupted,
+            "fingerprint": got.meta.fingerprint, "pool_fingerprint": got.meta.pool_fingerprint,
+            "corrupt": cfg,
+        })
+    );
+    Ok(())
+}
+
+/// Runs one `ambient` step.
+pub fn run(what: AmbientWhat) -> Result<()> {
+    match what {
+        AmbientWhat::Classifier {
+            source,
+            corrupt,
+            first,
+            epochs,
+            batch,
+            lr,
+            seed,
+            p_mean,
+            p_std,
+            out,
+        } => {
+            let c = corruption(&corrupt)?;
+            if c.kind == "none" {
+                anyhow::bail!(curadiff::Error::Config(
+                    "ambient classifier tells clean from corrupted images: give the corruption \
+                     with --kind blur, jpeg or motion (and its strength)"
+                        .into()
+                ));
+            }
+            let cfg = NoiseClassifierConfig {
+                epochs,
+                batch,
+                lr,
+                seed,
+                p_mean,
+                p_std,
+                ..Default::default()
+            };
+            let data = data_config(&source, CorruptConfig::default());
+            let mut last = 0;
+            let report = ambientjob::train_classifier(
+                &data,
+                source.data_seed,
+                first,
+                &c,
+                &cfg,
+                &out,
+                &mut |done, total, loss| {
+                    let pct = 100 * done / total.max(1);
+                    if pct >= last + 10 {
+                        last = pct;
+                        eprintln!("ambient classifier: {pct}% (loss {loss:.4})");
+                    }
+                },
+            )
+            .context("training the noise-conditional classifier")?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        AmbientWhat::Annotate {
+            source,
+            corrupt,
+            classifier,
+            fixed_sigma_tn,
+            from_curves,
+            all,
+            points,
+            sigma_lo,
+            sigma_hi,
+            draws,
+            noise_seed,
+            span,
+            epsilon,
+            out,
+        } => {
+            let floors = match (classifier, fixed_sigma_tn, from_curves) {
+                (Some(c), None, None) => FloorSource::Classifier(c),
+                (None, Some(s), None) => FloorSource::Fixed(s),
+                (None, None, Some(f)) => FloorSource::FromCurves(f),
+                _ => anyhow::bail!(curadiff::Error::Config(
+                    "annotate needs one of --classifier FILE, --fixed-sigma-tn S or \
+                     --from-curves FILE"
+                        .into()
+                )),
+            };
+            // With --from-curves the data is checked only when named.
+            let data = match &floors {
+                FloorSource::FromCurves(_) if source.data.is_none() => None,
+                _ => Some(data_config(&source, corruption(&corrupt)?)),
+            };
+            let req = AnnotateRequest {
+                data,
+                data_seed: source.data_seed,
+                floors,
+                all,
+                grid: AnnotateConfig {
+                    points,
+                    sigma_lo,
+                    sigma_hi,
+                    draws,
+                    seed: noise_seed,
+                },
+                threshold: ThresholdConfig { span, epsilon },
+                out: out.clone(),
+            };
+            let mut last = 0;
+            let s = ambientjob::annotate(&req, &mut |done, total| {
+                let pct = 100 * done / total.max(1);
+                if pct >= last + 10 {
+                    last = pct;
+                    eprintln!("annotate: {pct}% of {total}");
+                }
+            })
+            .with_context(|| format!("annotating into {}", out.display()))?;
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("{}", serde_json::to_string(&s)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! A small CNN classifier and its trainer, shared by the Fashion-MNIST feature classifier
+//! ([`crate::eval::classifier`]) and Ambient-Omni's noise-conditional clean-vs-corrupted
+//! classifier ([`crate::curation::ambient::classifier`]).
+//!
+//! The network on `[n, C, H, W]` inputs: conv 3×3 C→32 (padding 1), max-pool 2, ReLU,
+//! conv 3×3 32→64, max-pool 2, ReLU, linear 64·⌊H/4⌋·⌊W/4⌋→128, ReLU (the 128-d penultimate
+//! features), linear 128→K (the logits). He-normal initial weights, zero biases. Training is
+//! plain Adam (β = 0.9, 0.999, ε = 1e-8; no weight decay) with the learning rate decayed to 0
+//! along a half cosine, on the mean cross-entropy (K classes) or the mean binary
+//! cross-entropy with logits (K = 1). It is deterministic: the initial weights come from
+//! `(seed, Stream::Init, key)` and the example order of epoch e from
+//! `(seed, Stream::Data, key + e)`.
+//!
+//! Weights are stored as safetensors (f32, one tensor per parameter named by its field path,
+//! e.g. `conv1.weight`) with string metadata chosen by the caller.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::activation::{log_sigmoid, log_softmax, relu};
+use burn::tensor::module::{conv2d, linear, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::error::{Error, Result};
+use crate::fsutil::{create_dir, write_atomic};
+use crate::models::optim::Adam;
+use crate::models::params::{self, HostParam};
+use crate::rng::{Rng, Stream};
+
+/// Width of the penultimate features.
+pub const FEATURE_DIM: usize = 128;
+const C1: usize = 32;
+const C2: usize = 64;
+
+/// The input and output sizes of a [`Cnn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CnnShape {
+    /// Input channels.
+    pub channels: usize,
+    /// Input height in pixels (≥ 4).
+    pub height: usize,
+    /// Input width in pixels (≥ 4).
+    pub width: usize,
+    /// Logits per input (1: a binary classifier).
+    pub classes: usize,
+}
+
+impl CnnShape {
+    /// Values per input, `channels · height · width`.
+    pub fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    fn flat(&self) -> usize {
+        C2 * (self.height / 4) * (self.width / 4)
+    }
+}
+
+/// A 3×3 convolution with bias.
+#[derive(Module, Debug)]
+struct Conv {
+    /// [out, in, 3, 3]
+    weight: Param<Tensor<4>>,
+    /// [out]
+    bias: Param<Tensor<1>>,
+}
+
+/// A dense layer `y = x·W + b`.
+#[derive(Module, Debug)]
+struct Dense {
+    /// [in, out]
+    weight: Param<Tensor<2>>,
+    /// [out]
+    bias: Param<Tensor<1>>,
+}
+
+/// The CNN (see the module doc).
+#[derive(Module, Debug)]
+pub struct Cnn {
+    conv1: Conv,
+    conv2: Conv,
+    fc1: Dense,
+    fc2: Dense,
+}
+
+fn he_normal(fan_in: usize, n: usize, gain: f64, rng: &mut Rng) -> Vec<f32> {
+    let std = (gain / fan_in as f64).sqrt();
+    (0..n).map(|_| (rng.normal() * std) as f32).collect()
+}
+
+impl Conv {
+    fn init(cin: usize, cout: usize, rng: &mut Rng, device: &Device) -> Self {
+        let w = he_normal(cin * 9, cout * cin * 9, 2.0, rng);
+        Self {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [cout, cin, 3, 3]),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::zeros([cout], device)),
+        }
+    }
+
+    /// x: [b, in, h, w] → [b, out, h, w] (stride 1, padding 1).
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
+    }
+}
+
+impl Dense {
+    fn init(fan_in: usize, fan_out: usize, gain: f64, rng: &mut Rng, device: &Device) -> Self {
+        let w = he_normal(fan_in, fan_in * fan_out, gain, rng);
+        Self {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [fan_in, fan_out]),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::zeros([fan_out], device)),
+        }
+    }
+
+    /// x: [b, in] → [b, out].
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        linear(x, self.weight.val(), Some(self.bias.val()))
+    }
+}
+
+impl Cnn {
+    /// Fresh weights for `shape` from `(seed, Stream::Init, key)`.
+    pub fn init(shape: CnnShape, seed: u64, key: u64, device: &Device) -> Self {
+        let mut rng = Rng::new(seed, Stream::Init, key);
+        Self {
+            conv1: Conv::init(shape.channels, C1, &mut rng, device),
+            conv2: Conv::init(C1, C2, &mut rng, device),
+            fc1: Dense::init(shape.flat(), FEATURE_DIM, 2.0, &mut rng, device),
+            fc2: Dense::init(FEATURE_DIM, shape.classes, 1.0, &mut rng, device),
+        }
+    }
+
+    /// Inputs [b, C, H, W] → penultimate features [b, 128].
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let pool = || MaxPoolOptions::new([2, 2]);
+        // Max-pooling before the ReLU equals pooling after it and costs a quarter.
+        let h = relu(max_pool2d(self.conv1.forward(x), pool())); // [b, 32, H/2, W/2]
+        let h = relu(max_pool2d(self.conv2.forward(h), pool())); // [b, 64, H/4, W/4]
+        let [b, c, hh, ww] = h.dims();
+        relu(self.fc1.forward(h.reshape([b, c * hh * ww]))) // [b, 128]
+    }
+
+    /// Features [b, 128] → logits [b, K].
+    pub fn logits(&self, features: Tensor<2>) -> Tensor<2> {
+        self.fc2.forward(features)
+    }
+}
+
+/// Inputs as a tensor: `values` holds `n` inputs of `shape`, row-major.
+pub fn inputs(values: &[f32], n: usize, shape: CnnShape, device: &Device) -> Tensor<4> {
+    Tensor::from_data(
+        TensorData::new(
+            values.to_vec(),
+            [n, shape.channels, shape.height, shape.width],
+        ),
+        device,
+    )
+}
+
+/// The training schedule of [`fit`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// Passes over the `n` training items.
+    pub epochs: usize,
+    /// Items per optimiser step (the last step of an epoch takes the remainder).
+    pub batch: usize,
+    /// Initial learning rate, decayed to 0 along a half cosine.
+    pub lr: f64,
+    /// Seed of the initial weights and of the item order.
+    pub seed: u64,
+    /// Random-stream index of the network (keeps its draws apart from other users' of the
+    /// same seed).
+    pub key: u64,
+}
+
+/// What the logits are trained against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Softmax cross-entropy against one-hot targets `[b, K]`.
+    CrossEntropy,
+    /// Binary cross-entropy with logits (K = 1) against targets `[b, 1]` in {0, 1}.
+    Binary,
+}
+
+/// Fills one batch: gets the global step and the batch's item indices (in `0..n`), and
+/// pushes their inputs `[b, C, H, W]` and targets (`[b, K]` one-hot or `[b, 1]` in {0, 1}).
+pub type FillBatch<'a> =
+    dyn FnMut(usize, &[usize], &mut Vec<f32>, &mut Vec<f32>) -> Result<()> + 'a;
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+/// Trains a fresh network of `shape` on `n` items; `progress(done, total, loss)` is called
+/// after every optimiser step.
+pub fn fit(
+    shape: CnnShape,
+    n: usize,
+    s: &Schedule,
+    objective: Objective,
+    fill: &mut FillBatch,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<Cnn> {
+    let device = crate::device::training();
+    let mut net = Cnn::init(shape, s.seed, s.key, &device);
+    let mut adam = Adam::plain(BETA1, BETA2, EPS);
+    let per_epoch = n.div_ceil(s.batch);
+    let total = per_epoch * s.epochs;
+    let mut done = 0;
+    let mut x = Vec::with_capacity(s.batch * shape.input_len());
+    let mut y = Vec::with_capacity(s.batch * shape.classes);
+    for epoch in 0..s.epochs {
+        let mut rng = Rng::new(s.seed, Stream::Data, s.key + epoch as u64);
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        for chunk in order.chunks(s.batch) {
+            let b = chunk.len();
+            x.clear();
+            y.clear();
+            fill(done, chunk, &mut x, &mut y)?;
+            let logits = net.logits(net.features(inputs(&x, b, shape, &device))); // [b, K]
+            let target =
+                Tensor::<2>::from_data(TensorData::new(y.clone(), [b, shape.classes]), &device);
+            let loss = match objective {
+                Objective::CrossEntropy => (log_softmax(logits, 1) * target).sum().neg(),
+                Objective::Binary => {
+                    // −[y·log σ(z) + (1 − y)·log σ(−z)]
+                    let pos = log_sigmoid(logits.clone()) * target.clone();
+                    let neg = log_sigmoid(logits.neg()) * target.neg().add_scalar(1.0);
+                    (pos + neg).sum().neg()
+                }
+            }
+            .div_scalar(b as f64); // [1]
+            let value: f64 = loss
+                .clone()
+                .inner()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| Error::Model(format!("cannot read the classifier loss: {e:?}")))?[0]
+                as f64;
+            if !value.is_finite() {
+                return Err(Error::Model(format!(
+                    "classifier training diverged: the loss is {value} at step {done} \
+                     (epoch {epoch}); lower the learning rate (now {})",
+                    s.lr
+                )));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            // Half-cosine decay from lr to 0 over the whole run.
+            let lr = s.lr * 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total as f64).cos());
+            net = adam.step(net, &grads, lr);
+            done += 1;
+            progress(done, total, value);
+        }
+    }
+    Ok(net.valid())
+}
+
+/// Writes the weights of `net` to `path` (safetensors with `meta`, atomically), creating its
+/// folder.
+pub fn save(net: &Cnn, path: &Path, meta: HashMap<String, String>) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_dir(dir)?;
+    }
+    let host = params::to_host(net)?;
+    let raw: Vec<(&str, Vec<u8>)> = host
+        .iter()
+        .map(|p| {
+            let bytes = p.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (p.name.as_str(), bytes)
+        })
+        .collect();
+    let mut views = Vec::with_capacity(raw.len());
+    for (p, (name, bytes)) in host.iter().zip(&raw) {
+        let view = TensorView::new(Dtype::F32, p.shape.clone(), bytes)
+            .map_err(|e| Error::Model(format!("cannot store tensor {name}: {e}")))?;
+        views.push((*name, view));
+    }
+    let file = safetensors::serialize(views, &Some(meta))
+        .map_err(|e| Error::Model(format!("cannot serialise the classifier: {e}")))?;
+    write_atomic(path, &file)
+}
+
+/// A weights file read from disk: its bytes and its metadata.
+pub struct Stored {
+    bytes: Vec<u8>,
+    pub meta: HashMap<String, String>,
+}
+
+fn bad(path: &Path, why: String) -> Error {
+    Error::BadFile {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+/// Reads the safetensors file at `path` and its metadata; `what` names the network for the
+/// message when it cannot be read.
+pub fn open(path: &Path, what: &str) -> Result<Stored> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| bad(path, format!("cannot read {what} ({e}); train one first")))?;
+    safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        bad(
+            path,
+            format!(
+                "not a complete safetensors file ({e:?}): truncated or corrupt; delete it and \
+                 train the classifier again"
+            ),
+        )
+    })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(path, format!("unreadable safetensors header ({e:?})")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    Ok(Stored { bytes, meta })
+}
+
+impl Stored {
+    /// The network of `shape` from the stored tensors, on the inference device: every
+    /// tensor must be there, f32, of its shape and finite.
+    pub fn net(&self, shape: CnnShape, path: &Path) -> Result<Cnn> {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| bad(path, format!("not a complete safetensors file ({e:?})")))?;
+        let net = Cnn::init(shape, 0, 0, &crate::device::inference());
+        let expected = params::to_host(&net)?;
+        let mut stored = Vec::with_capacity(expected.len());
+        for p in &expected {
+            let view = st
+                .tensor(&p.name)
+                .map_err(|_| bad(path, format!("tensor {} is missing", p.name)))?;
+            if view.dtype() != Dtype::F32 || view.shape() != p.shape.as_slice() {
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor {} is {:?} {:?}, expected F32 {:?}",
+                        p.name,
+                        view.dtype(),
+                        view.shape(),
+                        p.shape
+                    ),
+                ));
+            }
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if let Some(v) = data.iter().find(|v| !v.is_finite()) {
+                return Err(bad(
+                    path,
+                    format!("tensor {} holds a non-finite value {v}", p.name),
+                ));
+            }
+            stored.push(HostParam {
+                name: p.name.clone(),
+                shape: p.shape.clone(),
+                data,
+            });
+        }
+        if st.len() != expected.len() {
+            return Err(bad(
+                path,
+                format!(
+                    "{} tensors stored, the classifier has {}",
+                    st.len(),
+                    expected.len()
+                ),
+            ));
+        }
+        params::from_host(net, &stored).map_err(|e| bad(path, e.to_string()))
+    }
+}
