@@ -8,7 +8,7 @@ use curadiff::curation::ambient::annotate::AnnotateConfig;
 use curadiff::curation::ambient::classifier::NoiseClassifierConfig;
 use curadiff::curation::ambient::threshold::ThresholdConfig;
 use curadiff::data::corrupt::config::CorruptConfig;
-use curadiff::train::config::{DataConfig, WindowTarget};
+use curadiff::train::config::DataConfig;
 use std::path::Path;
 
 use crate::args::{AmbientWhat, CorruptArgs, SourceArgs};
@@ -31,25 +31,9 @@ fn corruption(c: &CorruptArgs) -> Result<CorruptConfig> {
 
 /// The data.* values of the flags, with `corrupt` as data.corrupt.
 fn data_config(s: &SourceArgs, corrupt: CorruptConfig) -> DataConfig {
-    let p = |o: &Option<std::path::PathBuf>| {
-        o.as_ref()
-            .map_or(String::new(), |p| p.to_string_lossy().to_string())
-    };
     DataConfig {
-        kind: s.data_kind.clone(),
-        classes: curadiff::data::toy2d::Classes::A,
-        path: p(&s.data),
-        labels: p(&s.labels),
-        imbalance_ratio: s.imbalance_ratio,
-        max_per_class: s.max_per_class,
-        subset_seed: s.subset_seed,
-        class_order: s.class_order.clone(),
-        subset: String::new(),
-        windows: String::new(),
-        window_buffer: 1.0,
-        window_target: WindowTarget::Ambient,
-        fingerprint: String::new(),
         corrupt,
+        ..s.pool.config(&s.data_kind)
     }
 }
 
@@ -62,7 +46,7 @@ pub fn export(source: &SourceArgs, corrupt: &CorruptArgs, out: &Path) -> Result<
         ));
     }
     let data = data_config(source, CorruptConfig::default());
-    let set = curadiff::train::image_data::clean_pool(&data, source.data_seed)
+    let set = curadiff::train::image_data::clean_pool(&data, source.pool.data_seed)
         .context("loading the source (--data)")?;
     let got = curadiff::data::corrupt::export::export(&set, &cfg, out)
         .with_context(|| format!("writing the corrupted copy into {}", out.display()))?;
@@ -113,7 +97,7 @@ pub fn run(what: AmbientWhat) -> Result<()> {
             let mut last = 0;
             let report = ambientjob::train_classifier(
                 &data,
-                source.data_seed,
+                source.pool.data_seed,
                 first,
                 &c,
                 &cfg,
@@ -157,12 +141,12 @@ pub fn run(what: AmbientWhat) -> Result<()> {
             };
             // With --from-curves the data is checked only when named.
             let data = match &floors {
-                FloorSource::FromCurves(_) if source.data.is_none() => None,
+                FloorSource::FromCurves(_) if source.pool.data.is_none() => None,
                 _ => Some(data_config(&source, corruption(&corrupt)?)),
             };
             let req = AnnotateRequest {
                 data,
-                data_seed: source.data_seed,
+                data_seed: source.pool.data_seed,
                 floors,
                 all,
                 grid: AnnotateConfig {

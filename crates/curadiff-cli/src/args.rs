@@ -326,34 +326,11 @@ pub enum Command {
 /// A data source as a run's data.* values (the corruption has its own flags).
 #[derive(clap::Args, Clone, Debug)]
 pub struct SourceArgs {
-    /// The source, as data.path: the Fashion-MNIST folder (default
-    /// /usr/share/datasets/fashion-mnist), an .npy image array or a PNG folder.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
     /// The source's kind, as data.kind: fmnist, npy or folder.
     #[arg(long, default_value = "fmnist")]
     pub data_kind: String,
-    /// npy: the label array, as data.labels.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-    /// The long-tailed cut, as data.imbalance_ratio (0 keeps the whole set).
-    #[arg(long, default_value_t = 0.0)]
-    pub imbalance_ratio: f64,
-    /// The training run's --seed, on which the long-tailed cut depends unless
-    /// --subset-seed is given.
-    #[arg(long, default_value_t = 0)]
-    pub data_seed: u64,
-    /// The pool's cap per class, as data.max_per_class (the first examples of each class in
-    /// the source's order; 0 keeps every example).
-    #[arg(long, default_value_t = 0)]
-    pub max_per_class: usize,
-    /// The long-tailed cut's seed, as data.subset_seed (default: --data-seed).
-    #[arg(long)]
-    pub subset_seed: Option<u64>,
-    /// The long-tailed cut's classes head first, as data.class_order (comma-separated class
-    /// indices; default: the label order).
-    #[arg(long, value_delimiter = ',')]
-    pub class_order: Vec<usize>,
+    #[command(flatten)]
+    pub pool: DataArgs,
 }
 
 /// A corruption, as the keys of `[data.corrupt]`.
@@ -542,13 +519,21 @@ pub enum PruneWhat {
 /// cut), whose fingerprint every prune file carries.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PoolArgs {
+    /// The source's kind, as data.kind: fmnist, npy or folder.
+    #[arg(long, default_value = "fmnist")]
+    pub kind: String,
+    #[command(flatten)]
+    pub pool: DataArgs,
+}
+
+/// The data.* values that pick a pool out of a source, shared by every command that reads
+/// one (the source's kind is each command's own flag).
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
     /// The source, as data.path: the Fashion-MNIST folder (default
     /// /usr/share/datasets/fashion-mnist), an .npy image array or a PNG folder.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The source's kind, as data.kind: fmnist, npy or folder.
-    #[arg(long, default_value = "fmnist")]
-    pub kind: String,
     /// npy: the label array, as data.labels.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -570,6 +555,33 @@ pub struct PoolArgs {
     /// indices; default: the label order).
     #[arg(long, value_delimiter = ',')]
     pub class_order: Vec<usize>,
+}
+
+impl DataArgs {
+    /// The data.* values of these flags for a source of `kind`, with no subset, windows or
+    /// corruption.
+    pub fn config(&self, kind: &str) -> curadiff::train::config::DataConfig {
+        let s = |o: &Option<PathBuf>| {
+            o.as_ref()
+                .map_or(String::new(), |p| p.to_string_lossy().to_string())
+        };
+        curadiff::train::config::DataConfig {
+            kind: kind.to_string(),
+            classes: curadiff::data::toy2d::Classes::A,
+            path: s(&self.data),
+            labels: s(&self.labels),
+            imbalance_ratio: self.imbalance_ratio,
+            max_per_class: self.max_per_class,
+            subset_seed: self.subset_seed,
+            class_order: self.class_order.clone(),
+            subset: String::new(),
+            windows: String::new(),
+            window_buffer: 1.0,
+            window_target: curadiff::train::config::WindowTarget::Ambient,
+            fingerprint: String::new(),
+            corrupt: Default::default(),
+        }
+    }
 }
 
 /// The pool of a run: from its directory, or from a preset and overrides before it exists.

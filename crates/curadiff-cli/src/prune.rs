@@ -10,7 +10,6 @@ use curadiff::curation::prune::select::{select, write_subset, SelectConfig};
 use curadiff::curation::prune::shard::{self, Shard};
 use curadiff::data::images::ImageSet;
 use curadiff::eval::classifier;
-use curadiff::train::config::{DataConfig, WindowTarget};
 use std::path::Path;
 use std::time::Instant;
 
@@ -61,27 +60,8 @@ pub fn run(what: PruneWhat) -> Result<()> {
 
 /// The pool the training run with these data.* values would draw from.
 fn load_pool(p: &PoolArgs) -> Result<ImageSet> {
-    let s = |o: &Option<std::path::PathBuf>| {
-        o.as_ref()
-            .map_or(String::new(), |p| p.to_string_lossy().to_string())
-    };
-    let cfg = DataConfig {
-        kind: p.kind.clone(),
-        classes: curadiff::data::toy2d::Classes::A,
-        path: s(&p.data),
-        labels: s(&p.labels),
-        imbalance_ratio: p.imbalance_ratio,
-        max_per_class: p.max_per_class,
-        subset_seed: p.subset_seed,
-        class_order: p.class_order.clone(),
-        subset: String::new(),
-        windows: String::new(),
-        window_buffer: 1.0,
-        window_target: WindowTarget::Ambient,
-        fingerprint: String::new(),
-        corrupt: Default::default(),
-    };
-    curadiff::train::image_data::pool(&cfg, p.data_seed).context("loading the pool (--data)")
+    curadiff::train::image_data::pool(&p.pool.config(&p.kind), p.pool.data_seed)
+        .context("loading the pool (--data)")
 }
 
 fn load_net(net: &NetArgs, which: FeatureNetArg) -> Result<Box<dyn FeatureNet>> {

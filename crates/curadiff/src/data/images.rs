@@ -607,8 +607,14 @@ pub(crate) mod tests {
         d
     }
 
-    fn fixture_dir() -> PathBuf {
+    pub(crate) fn fixture_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fmnist-fixture")
+    }
+
+    /// The first `n` images of the committed Fashion-MNIST fixture's training split.
+    pub(crate) fn fixture(n: usize) -> ImageSet {
+        let set = load_fashion_mnist(&fixture_dir(), Split::Train).expect("the committed fixture");
+        set.subset(&(0..n).collect::<Vec<_>>())
     }
 
     /// Back to bytes, to compare with values computed on the raw files.

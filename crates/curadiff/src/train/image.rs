@@ -339,21 +339,9 @@ pub fn sample_images_from(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use crate::data::images::ImageSet;
     use crate::diffusion::noise::LogNormal;
 
-    pub(crate) fn fixture_dir() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fmnist-fixture")
-    }
-
-    pub(crate) fn fixture(n: usize) -> ImageSet {
-        let set = crate::data::images::load_fashion_mnist(
-            &fixture_dir(),
-            crate::data::images::Split::Train,
-        )
-        .expect("the committed fixture");
-        set.subset(&(0..n).collect::<Vec<_>>())
-    }
+    pub(crate) use crate::data::images::tests::{fixture, fixture_dir};
 
     /// A U-Net small enough for tests: 4/8 channels at 28/14, attention at 14×14 (2 heads).
     pub(crate) fn tiny() -> crate::models::unet::UnetConfig {

@@ -225,13 +225,7 @@ pub fn read_meta(path: &Path) -> Result<HardMeta> {
 mod tests {
     use super::*;
 
-    /// The first `n` images of the committed Fashion-MNIST fixture's training split.
-    fn fixture(n: usize) -> ImageSet {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fmnist-fixture");
-        let set = crate::data::images::load_fashion_mnist(&dir, crate::data::images::Split::Train)
-            .expect("the committed fixture");
-        set.subset(&(0..n).collect::<Vec<_>>())
-    }
+    use crate::data::images::tests::fixture;
     use crate::data::images::tests::toy_set;
 
     #[test]
