@@ -291,6 +291,10 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// DisCL: a classifier of a run's pool (its long-tailed cut) trained by one arm (a
+    /// curriculum over a spectrum's λ levels or a baseline); prints its test accuracy overall,
+    /// per class and per shot group, after each stage, and its seconds, as JSON.
+    Curriculum(crate::curriculum::CurriculumArgs),
     /// Write RUN/report.html: a training run's curves, tables, pictures and provenance.
     Report {
         #[arg(long)]

@@ -339,6 +339,7 @@ fn execute(cli: Cli) -> Result<()> {
         } => curriculum::hard(
             &source, rule, threshold, fraction, folds, epochs, seed, &out,
         )?,
+        Command::Curriculum(args) => curriculum::train_arm(&args)?,
         Command::Synth {
             run,
             hard,
