@@ -180,7 +180,7 @@ pub enum Command {
         /// `--set n=N`, `--set points=K`, `--set draws=D`).
         #[arg(long, conflicts_with = "grid")]
         speed: Option<String>,
-        /// Grid file (arms × seeds × budgets).
+        /// Grid file (arms × seeds × budgets; `kind = "classifier"`: a classifier grid).
         #[arg(long, requires = "out")]
         grid: Option<PathBuf>,
         /// Output folder of the grid: results.jsonl, report.md, plots.
@@ -256,41 +256,11 @@ pub enum Command {
     /// DisCL spectra: img2img of each hard example at each strength and seed with a run's
     /// guided Heun sampler, filtered by a classifier of its pool; writes OUT/images.npy,
     /// OUT/labels.npy, OUT/spectrum.json and OUT/spectrum.png.
-    Synth {
-        /// The generator: a class-conditional image run.
-        #[arg(long)]
-        run: PathBuf,
-        /// Hard examples of the run's pool (`curadiff hard`).
-        #[arg(long)]
-        hard: PathBuf,
-        /// img2img strengths s in (0, 1] (λ = 1 − s; 1 is plain generation).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
-        )]
-        strengths: Vec<f64>,
-        /// Seeds per hard example.
-        #[arg(long, value_delimiter = ',', default_value = "10,20,30,40")]
-        seeds: Vec<u64>,
-        /// Class-free guidance weight w (1: unguided).
-        #[arg(long, default_value_t = 2.0)]
-        cfg: f64,
-        /// The filter classifier, trained on the run's pool (`curadiff classifier --run`).
-        #[arg(long)]
-        filter: PathBuf,
-        /// Keep an image when the filter gives its class a probability ≥ τ.
-        #[arg(long, default_value_t = 0.5)]
-        tau: f64,
-        /// Heun steps of the full schedule (default: the run's sampler.steps).
-        #[arg(long)]
-        steps: Option<usize>,
-        /// The hard example (id) shown in the PNG (default: one of the rarest class).
-        #[arg(long)]
-        grid_source: Option<u64>,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Synth(crate::curriculum::SynthArgs),
+    /// DisCL: a classifier of a run's pool (its long-tailed cut) trained by one arm (a
+    /// curriculum over a spectrum's λ levels or a baseline); prints its test accuracy overall,
+    /// per class and per shot group, after each stage, and its seconds, as JSON.
+    Curriculum(crate::curriculum::CurriculumArgs),
     /// Write RUN/report.html: a training run's curves, tables, pictures and provenance.
     Report {
         #[arg(long)]

@@ -2,7 +2,8 @@
 //! (`curadiff::bench::grid`, sharded and merged by `curadiff::bench::shard`), printed as
 //! JSON lines.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use curadiff::bench::classifier_grid::{self, ClassifierGrid};
 use curadiff::bench::{grid::Grid, report, shard};
 use std::path::Path;
 use std::time::Instant;
@@ -13,10 +14,48 @@ pub fn speed(name: &str, steps: u64, sets: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// A classifier grid (`kind = "classifier"`): runs its cells not yet in `out` (none with
+/// `report_only`), then prints and writes the report.
+fn classifiers(file: &Path, text: &str, out: &Path, report_only: bool) -> Result<()> {
+    let g = ClassifierGrid::parse(text, file)?;
+    let t = Instant::now();
+    let report = if report_only {
+        let pool = classifier_grid::pool(&g).context("loading the grid's pool")?;
+        classifier_grid::write_report(&g, out, &pool)?
+    } else {
+        eprintln!(
+            "classifier grid {}: {} arms × {} seeds = {} cells",
+            file.display(),
+            g.arms.len(),
+            g.seeds.len(),
+            g.arms.len() * g.seeds.len()
+        );
+        classifier_grid::run_classifier_grid(&g, out, &mut |m| eprintln!("{m}"))?
+    };
+    println!("{report}");
+    eprintln!(
+        "{:.1} s; report: {}",
+        t.elapsed().as_secs_f64(),
+        out.join("report.md").display()
+    );
+    Ok(())
+}
+
 /// Runs a grid file into `out` and writes its report; with `shard` (`i/N`), runs only that
 /// shard's cells into its own results file (no report); with `report_only`, runs nothing
 /// and merges the results files of `out` into `results.jsonl` and the report.
 pub fn grid(file: &Path, out: &Path, shard_spec: Option<&str>, report_only: bool) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the grid file {}", file.display()))?;
+    if classifier_grid::is_classifier_grid(&text) {
+        if shard_spec.is_some() {
+            anyhow::bail!(curadiff::Error::Config(format!(
+                "{} is a classifier grid, which runs in one process: drop --shard",
+                file.display()
+            )));
+        }
+        return classifiers(file, &text, out, report_only);
+    }
     let shard = shard_spec.map(shard::Shard::parse).transpose()?;
     let g = Grid::load(file)?;
     let cells = g.arms.len() * g.seeds.len();

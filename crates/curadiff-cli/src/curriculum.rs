@@ -1,7 +1,9 @@
 //! DisCL commands (`curadiff::curation::curriculum`): a classifier of a run's pool, hard
-//! examples, and spectra (`curadiff synth`), each printing one JSON line.
+//! examples, spectra (`curadiff synth`) and a classifier trained by one curriculum arm
+//! (`curadiff curriculum`), each printing one JSON line.
 
 use anyhow::{Context, Result};
+use curadiff::curation::curriculum::arm::{self, ArmConfig, ArmKind};
 use curadiff::curation::curriculum::hard::{self, HardMeta, HardRule};
 use curadiff::data::long_tail::group_means;
 use curadiff::eval::classifier::{self, Classifier, ClassifierConfig};
@@ -203,5 +205,171 @@ pub fn synth(req: SynthRequest) -> Result<()> {
             "per_lambda": per_lambda,
         })
     );
+    Ok(())
+}
+
+/// `curadiff synth`: the spectrum request's flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SynthArgs {
+    /// The generator: a class-conditional image run.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Hard examples of the run's pool (`curadiff hard`).
+    #[arg(long)]
+    pub hard: PathBuf,
+    /// img2img strengths s in (0, 1] (λ = 1 − s; 1 is plain generation).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+    )]
+    pub strengths: Vec<f64>,
+    /// Seeds per hard example.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,30,40")]
+    pub seeds: Vec<u64>,
+    /// Class-free guidance weight w (1: unguided).
+    #[arg(long, default_value_t = 2.0)]
+    pub cfg: f64,
+    /// The filter classifier, trained on the run's pool (`curadiff classifier --run`).
+    #[arg(long)]
+    pub filter: PathBuf,
+    /// Keep an image when the filter gives its class a probability ≥ τ.
+    #[arg(long, default_value_t = 0.5)]
+    pub tau: f64,
+    /// Heun steps of the full schedule (default: the run's sampler.steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// The hard example (id) shown in the PNG (default: one of the rarest class).
+    #[arg(long)]
+    pub grid_source: Option<u64>,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl From<SynthArgs> for SynthRequest {
+    fn from(a: SynthArgs) -> Self {
+        Self {
+            run: a.run,
+            hard: a.hard,
+            strengths: a.strengths,
+            seeds: a.seeds,
+            cfg: a.cfg,
+            filter: a.filter,
+            tau: a.tau,
+            steps: a.steps,
+            out: a.out,
+            grid_source: a.grid_source,
+        }
+    }
+}
+
+/// The arm of `curadiff curriculum`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArmArg {
+    /// One stage per λ ascending (real set + that λ's images), then real only.
+    Fixed,
+    /// Each next λ by the largest held-out progress (DisCL's rule), then real only.
+    Adaptive,
+    /// The real set alone.
+    Real,
+    /// Class-balanced resampling of the real set.
+    Balanced,
+    /// The real set and every synthetic image, one stage.
+    AllSynthetic,
+}
+
+/// `curadiff curriculum`: one arm, one classifier seed. Unset numbers take the defaults of
+/// `ArmConfig`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CurriculumArgs {
+    #[command(flatten)]
+    pub source: PoolSource,
+    /// The spectrum folder written by `curadiff synth` (needed by fixed, adaptive and
+    /// all-synthetic).
+    #[arg(long)]
+    pub spectrum: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub arm: ArmArg,
+    /// Classifier seed (initial weights, example order, resampling, held-out split).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Optimiser steps in all (default 1200).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Steps of the final real-only stage of fixed and adaptive (default 200).
+    #[arg(long)]
+    pub final_steps: Option<usize>,
+    /// Images per step (default 128).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Initial learning rate (default 1e-3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// λ levels, comma-separated (default: every level of the spectrum).
+    #[arg(long, value_delimiter = ',')]
+    pub lambdas: Vec<f64>,
+    /// Stages of adaptive before the final one (default: one per λ level).
+    #[arg(long)]
+    pub stages: Option<usize>,
+    /// Fraction of source examples adaptive holds out to measure progress (default 0.2).
+    #[arg(long)]
+    pub held_out: Option<f64>,
+    /// Also train on the synthetic images the filter rejected.
+    #[arg(long)]
+    pub all_images: bool,
+    /// Also write the JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The arm config of the flags.
+fn arm_config(a: &CurriculumArgs) -> ArmConfig {
+    let d = ArmConfig::default();
+    ArmConfig {
+        arm: match a.arm {
+            ArmArg::Fixed => ArmKind::Fixed,
+            ArmArg::Adaptive => ArmKind::Adaptive,
+            ArmArg::Real => ArmKind::Real,
+            ArmArg::Balanced => ArmKind::Balanced,
+            ArmArg::AllSynthetic => ArmKind::AllSynthetic,
+        },
+        steps: a.steps.unwrap_or(d.steps),
+        final_steps: a.final_steps.unwrap_or(d.final_steps),
+        batch: a.batch.unwrap_or(d.batch),
+        lr: a.lr.unwrap_or(d.lr),
+        lambdas: a.lambdas.clone(),
+        stages: a.stages.unwrap_or(d.stages),
+        held_out: a.held_out.unwrap_or(d.held_out),
+        kept_only: !a.all_images,
+    }
+}
+
+/// `curadiff curriculum`.
+pub fn train_arm(a: &CurriculumArgs) -> Result<()> {
+    let cfg = arm_config(a);
+    cfg.validate()?;
+    let rcfg = resolve(&a.source)?;
+    let pool = image_data::pool(&rcfg.data, rcfg.seed).context("loading the pool")?;
+    let test = image_data::reference_set(&rcfg.data, rcfg.seed).context("loading the test set")?;
+    let result = arm::run_arm(
+        a.seed,
+        &cfg,
+        &pool,
+        &test,
+        a.spectrum.as_deref(),
+        &mut |line| eprintln!("curriculum: {line}"),
+    )
+    .with_context(|| format!("training the {:?} arm (seed {})", cfg.arm, a.seed))?;
+    let json = serde_json::json!({
+        "source": a.source.run.as_ref().map(|p| p.display().to_string())
+            .or_else(|| a.source.preset.clone()),
+        "spectrum": a.spectrum, "result": result,
+    });
+    if let Some(out) = &a.out {
+        let text = serde_json::to_string_pretty(&json)?;
+        curadiff::fsutil::write_atomic(out, text.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    println!("{json}");
     Ok(())
 }

@@ -339,29 +339,8 @@ fn execute(cli: Cli) -> Result<()> {
         } => curriculum::hard(
             &source, rule, threshold, fraction, folds, epochs, seed, &out,
         )?,
-        Command::Synth {
-            run,
-            hard,
-            strengths,
-            seeds,
-            cfg,
-            filter,
-            tau,
-            steps,
-            grid_source,
-            out,
-        } => curriculum::synth(curadiff::synthjob::SynthRequest {
-            run,
-            hard,
-            strengths,
-            seeds,
-            cfg,
-            filter,
-            tau,
-            steps,
-            out,
-            grid_source,
-        })?,
+        Command::Curriculum(args) => curriculum::train_arm(&args)?,
+        Command::Synth(args) => curriculum::synth(args.into())?,
         Command::Eval {
             what:
                 EvalWhat::Images {

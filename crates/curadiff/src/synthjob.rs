@@ -227,7 +227,8 @@ pub fn synth(req: &SynthRequest, progress: &mut dyn FnMut(usize, usize)) -> Resu
     }
     let real = image_data::pool(&cfg.data, cfg.seed)?;
     let trained = image_data::training_set(&cfg.data, cfg.seed)?;
-    let sources = crate::data::subset::apply(&real, &req.hard)?.set;
+    let hard = crate::data::subset::apply(&real, &req.hard)?;
+    let (sources, hard_seconds) = (hard.set, hard.seconds);
     check_seen(&sources, k, &trained.class_counts(), &req.run)?;
     let clf = filter::load(&req.filter, &real, k)?;
 
@@ -255,6 +256,7 @@ pub fn synth(req: &SynthRequest, progress: &mut dyn FnMut(usize, usize)) -> Resu
         filter: req.filter.display().to_string(),
         tau: req.tau,
         seconds,
+        hard_seconds,
         images_per_second,
         rows,
     };
@@ -527,7 +529,7 @@ mod tests {
         let hard_path = dir.join("hard.npy");
         let meta = HardMeta {
             fingerprint: String::new(),
-            seconds: 0.0,
+            seconds: 3.5,
             rule: HardRule::LowestFraction(0.1),
             folds: 0,
             classifier: None,
@@ -563,6 +565,8 @@ mod tests {
         assert!(o.images_per_second > 0.0 && o.grid.is_file());
         let s = spectrum::load(&req.out, &pool, false).unwrap();
         assert_eq!(s.set.len(), o.images);
+        // The hard examples' own curation seconds travel with the spectrum.
+        assert_eq!(s.meta.hard_seconds, 3.5);
         for r in &s.meta.rows {
             assert_eq!(r.kept, r.filter_prob >= 0.3);
             assert!((0.0..=1.0).contains(&r.filter_prob) && r.similarity.abs() <= 1.0 + 1e-9);

@@ -2,8 +2,9 @@
 //! fixed budget points (images trained, seconds), evaluated unguided and autoguided, and
 //! summarised as a report (Markdown and self-contained HTML) with plots; the HTML report of
 //! a single run; a tuned-autoguidance sweep over post-hoc EMA widths; and the speed
-//! benchmarks.
+//! benchmarks; and classifier grids (DisCL's curricula).
 pub mod annotate_speed;
+pub mod classifier_grid;
 pub mod doc;
 pub mod grid;
 pub mod guidance_sweep;

@@ -103,7 +103,9 @@ pub fn check_order(order: &[usize], num_classes: usize) -> Result<()> {
     };
     if order.len() != num_classes {
         return Err(bad(format!(
-            "lists {} classes, the data has {num_classes}; list every class index once, head              first (e.g. {FMNIST_HARD_TAIL:?} for Fashion-MNIST), or leave it empty for the              label order",
+            "lists {} classes, the data has {num_classes}; list every class index once, head \
+             first (e.g. {FMNIST_HARD_TAIL:?} for Fashion-MNIST), or leave it empty for the \
+             label order",
             order.len()
         )));
     }
@@ -111,7 +113,8 @@ pub fn check_order(order: &[usize], num_classes: usize) -> Result<()> {
     for &c in order {
         if c >= num_classes || seen[c] {
             return Err(bad(format!(
-                "{order:?} is not a permutation of 0..{num_classes}: class {c} is {}; list                  every class index once, head first",
+                "{order:?} is not a permutation of 0..{num_classes}: class {c} is {}; list \
+                 every class index once, head first",
                 if c >= num_classes {
                     "out of range"
                 } else {

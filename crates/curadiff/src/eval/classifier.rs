@@ -69,7 +69,7 @@ const INFER_BATCH: usize = 500;
 
 /// Random-stream index of the classifier: far above any training-step index, so that the
 /// classifier never reuses the draws of a diffusion run with the same seed.
-const CLASSIFIER_KEY: u64 = 0x434C_5346 << 32;
+pub(crate) const CLASSIFIER_KEY: u64 = 0x434C_5346 << 32;
 
 /// How the classifier is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +98,7 @@ impl Default for ClassifierConfig {
 }
 
 /// The network's shape: `[1, 28, 28]` images, ten logits.
-const SHAPE: CnnShape = CnnShape {
+pub(crate) const SHAPE: CnnShape = CnnShape {
     channels: 1,
     height: SIDE,
     width: SIDE,
@@ -288,6 +288,27 @@ pub fn path_for_seed(seed: u64) -> PathBuf {
 }
 
 impl Classifier {
+    /// A classifier around a network trained elsewhere (in stages: [`super::staged`]).
+    pub(crate) fn from_net(
+        net: Cnn,
+        config: ClassifierConfig,
+        train_seconds: Option<f64>,
+        data: Option<String>,
+    ) -> Self {
+        Self {
+            net,
+            config,
+            train_seconds,
+            data,
+        }
+    }
+
+    /// The network (tests compare weights).
+    #[cfg(test)]
+    pub(crate) fn net_for_tests(&self) -> &Cnn {
+        &self.net
+    }
+
     /// Wall seconds its training took (None for a file written before they were recorded).
     pub fn train_seconds(&self) -> Option<f64> {
         self.train_seconds

@@ -70,10 +70,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::models::stored_tensor::{checked_f32, TensorIssue};
 use burn::tensor::module::{conv2d, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::tensor::Dtype;
 
 use super::images::frechet_distance;
 use crate::data::images::ImageSet;
@@ -211,31 +211,18 @@ impl Weights<'_> {
 
     /// Tensor `name` as f32 values, checked to be F32 of `shape` and finite.
     fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let view = self.st.tensor(name).map_err(|_| {
+        checked_f32(&self.st, name, shape).map_err(|e| {
+            let hint = match e {
+                TensorIssue::Missing => "not a converted torchvision MobileNetV2 checkpoint; ",
+                TensorIssue::Kind { .. } => "not torchvision's MobileNetV2 (width 1.0); ",
+                TensorIssue::NonFinite(_) => "",
+            };
             self.bad(format!(
-                "tensor {name} is missing: not a converted torchvision MobileNetV2 checkpoint; \
-                 {}",
+                "{}: {hint}{}",
+                e.describe(name, shape),
                 how_to_create(self.path)
             ))
-        })?;
-        if view.dtype() != Dtype::F32 || view.shape() != shape {
-            return Err(self.bad(format!(
-                "tensor {name} is {:?} {:?}, expected F32 {shape:?}: not torchvision's \
-                 MobileNetV2 (width 1.0); {}",
-                view.dtype(),
-                view.shape(),
-                how_to_create(self.path)
-            )));
-        }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        if let Some(v) = data.iter().find(|v| !v.is_finite()) {
-            return Err(self.bad(format!("tensor {name} holds a non-finite value {v}")));
-        }
-        Ok(data)
+        })
     }
 
     /// The convolution `conv` ([cout, cin / groups, k, k], no bias) followed by the
@@ -645,7 +632,7 @@ pub fn frechet_distance_mobilenet(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use safetensors::tensor::TensorView;
+    use safetensors::tensor::{Dtype, TensorView};
 
     fn temp_dir(name: &str) -> PathBuf {
         let d =

@@ -3,4 +3,5 @@
 pub mod classifier;
 pub mod images;
 pub mod mobilenet;
+pub mod staged;
 pub mod toy;

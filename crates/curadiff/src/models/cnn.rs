@@ -25,6 +25,8 @@ use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 
+use super::stored_tensor::checked_f32;
+
 use crate::error::{Error, Result};
 use crate::fsutil::{create_dir, write_atomic};
 use crate::models::optim::Adam;
@@ -202,8 +204,14 @@ const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 
+/// Optimiser steps of `epochs` passes over `n` items in batches of `batch` (the last step of
+/// an epoch takes the remainder).
+pub fn steps_for(n: usize, batch: usize, epochs: usize) -> usize {
+    n.div_ceil(batch.max(1)) * epochs
+}
+
 /// Trains a fresh network of `shape` on `n` items; `progress(done, total, loss)` is called
-/// after every optimiser step.
+/// after every optimiser step. One stage of a [`Trainer`] over the whole schedule.
 pub fn fit(
     shape: CnnShape,
     n: usize,
@@ -212,60 +220,166 @@ pub fn fit(
     fill: &mut FillBatch,
     progress: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<Cnn> {
-    let device = crate::device::training();
-    let mut net = Cnn::init(shape, s.seed, s.key, &device);
-    let mut adam = Adam::plain(BETA1, BETA2, EPS);
-    let per_epoch = n.div_ceil(s.batch);
-    let total = per_epoch * s.epochs;
-    let mut done = 0;
-    let mut x = Vec::with_capacity(s.batch * shape.input_len());
-    let mut y = Vec::with_capacity(s.batch * shape.classes);
-    for epoch in 0..s.epochs {
-        let mut rng = Rng::new(s.seed, Stream::Data, s.key + epoch as u64);
-        let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
-        for chunk in order.chunks(s.batch) {
-            let b = chunk.len();
-            x.clear();
-            y.clear();
-            fill(done, chunk, &mut x, &mut y)?;
-            let logits = net.logits(net.features(inputs(&x, b, shape, &device))); // [b, K]
-            let target =
-                Tensor::<2>::from_data(TensorData::new(y.clone(), [b, shape.classes]), &device);
-            let loss = match objective {
-                Objective::CrossEntropy => (log_softmax(logits, 1) * target).sum().neg(),
-                Objective::Binary => {
-                    // −[y·log σ(z) + (1 − y)·log σ(−z)]
-                    let pos = log_sigmoid(logits.clone()) * target.clone();
-                    let neg = log_sigmoid(logits.neg()) * target.neg().add_scalar(1.0);
-                    (pos + neg).sum().neg()
-                }
-            }
-            .div_scalar(b as f64); // [1]
-            let value: f64 = loss
-                .clone()
-                .inner()
-                .try_into_vec_as::<f32>()
-                .map_err(|e| Error::Model(format!("cannot read the classifier loss: {e:?}")))?[0]
-                as f64;
-            if !value.is_finite() {
-                return Err(Error::Model(format!(
-                    "classifier training diverged: the loss is {value} at step {done} \
-                     (epoch {epoch}); lower the learning rate (now {})",
-                    s.lr
-                )));
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            // Half-cosine decay from lr to 0 over the whole run.
-            let lr = s.lr * 0.5 * (1.0 + (std::f64::consts::PI * done as f64 / total as f64).cos());
-            net = adam.step(net, &grads, lr);
-            done += 1;
-            progress(done, total, value);
+    let total = steps_for(n, s.batch, s.epochs);
+    let mut trainer = Trainer::new(shape, s, objective, total);
+    trainer.stage(n, total, fill, progress)?;
+    trainer.finish()
+}
+
+/// A network in training that keeps its state between stages: the weights, Adam's moments,
+/// the step count of the one half-cosine learning-rate schedule over `total` steps, and the
+/// count of item orders drawn. Each stage trains on its own `n` items for a number of steps;
+/// an item order is a fresh shuffle of `0..n` from `(seed, Stream::Data, key + o)` for the
+/// o-th order of the whole run, and a stage that ends inside an order drops its rest. So
+/// stages that hold the same items and end on whole epochs give bit for bit the weights of one
+/// stage over all their steps.
+pub struct Trainer {
+    shape: CnnShape,
+    objective: Objective,
+    /// Always `Some` between steps (taken by Adam's update, which consumes the module).
+    net: Option<Cnn>,
+    adam: Adam,
+    lr: f64,
+    batch: usize,
+    seed: u64,
+    key: u64,
+    total: usize,
+    done: usize,
+    orders: u64,
+}
+
+impl Trainer {
+    /// Fresh weights from `(s.seed, Stream::Init, s.key)` and a learning rate that falls from
+    /// `s.lr` to 0 along a half cosine over `total` steps (`s.epochs` is not used: each
+    /// stage says its steps).
+    pub fn new(shape: CnnShape, s: &Schedule, objective: Objective, total: usize) -> Self {
+        let device = crate::device::training();
+        Self {
+            shape,
+            objective,
+            net: Some(Cnn::init(shape, s.seed, s.key, &device)),
+            adam: Adam::plain(BETA1, BETA2, EPS),
+            lr: s.lr,
+            batch: s.batch.max(1),
+            seed: s.seed,
+            key: s.key,
+            total: total.max(1),
+            done: 0,
+            orders: 0,
         }
     }
-    Ok(net.valid())
+
+    /// Optimiser steps taken so far.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// Steps of the whole schedule.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The learning rate of step `done`: half-cosine decay from lr to 0 over the schedule.
+    fn lr_at(&self, done: usize) -> f64 {
+        let done = done.min(self.total) as f64;
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * done / self.total as f64).cos())
+    }
+
+    /// Trains `steps` optimiser steps on `n` items (`fill` gets the global step and the
+    /// batch's item indices in `0..n`); `progress(done, total, loss)` after every step.
+    pub fn stage(
+        &mut self,
+        n: usize,
+        steps: usize,
+        fill: &mut FillBatch,
+        progress: &mut dyn FnMut(usize, usize, f64),
+    ) -> Result<()> {
+        if steps == 0 {
+            return Ok(());
+        }
+        if n == 0 {
+            return Err(Error::Model(format!(
+                "a classifier stage of {steps} steps has no training items; give it examples or 0 steps"
+            )));
+        }
+        let device = crate::device::training();
+        let shape = self.shape;
+        let mut x = Vec::with_capacity(self.batch * shape.input_len());
+        let mut y = Vec::with_capacity(self.batch * shape.classes);
+        let mut left = steps;
+        while left > 0 {
+            let mut rng = Rng::new(self.seed, Stream::Data, self.key + self.orders);
+            self.orders += 1;
+            let mut order: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            for chunk in order.chunks(self.batch).take(left) {
+                x.clear();
+                y.clear();
+                fill(self.done, chunk, &mut x, &mut y)?;
+                let value = self.step(chunk.len(), &x, &y, &device)?;
+                left -= 1;
+                progress(self.done, self.total, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// One optimiser step on a batch of `b` inputs `x` and targets `y`; returns its loss.
+    fn step(&mut self, b: usize, x: &[f32], y: &[f32], device: &Device) -> Result<f64> {
+        let shape = self.shape;
+        let Some(net) = self.net.take() else {
+            return Err(Error::Model(
+                "internal: the classifier was lost in training".into(),
+            ));
+        };
+        let logits = net.logits(net.features(inputs(x, b, shape, device))); // [b, K]
+        let target =
+            Tensor::<2>::from_data(TensorData::new(y.to_vec(), [b, shape.classes]), device);
+        let loss = match self.objective {
+            Objective::CrossEntropy => (log_softmax(logits, 1) * target).sum().neg(),
+            Objective::Binary => {
+                // −[y·log σ(z) + (1 − y)·log σ(−z)]
+                let pos = log_sigmoid(logits.clone()) * target.clone();
+                let neg = log_sigmoid(logits.neg()) * target.neg().add_scalar(1.0);
+                (pos + neg).sum().neg()
+            }
+        }
+        .div_scalar(b as f64); // [1]
+        let value: f64 = loss
+            .clone()
+            .inner()
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Model(format!("cannot read the classifier loss: {e:?}")))?[0]
+            as f64;
+        if !value.is_finite() {
+            self.net = Some(net);
+            return Err(Error::Model(format!(
+                "classifier training diverged: the loss is {value} at step {} of {}; lower the \
+                 learning rate (now {})",
+                self.done, self.total, self.lr
+            )));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let lr = self.lr_at(self.done);
+        self.net = Some(self.adam.step(net, &grads, lr));
+        self.done += 1;
+        Ok(value)
+    }
+
+    /// The network as it is now, for inference.
+    pub fn snapshot(&self) -> Result<Cnn> {
+        self.net
+            .as_ref()
+            .map(|n| n.valid())
+            .ok_or_else(|| Error::Model("internal: the classifier was lost in training".into()))
+    }
+
+    /// The trained network, for inference.
+    pub fn finish(self) -> Result<Cnn> {
+        self.snapshot()
+    }
 }
 
 /// Writes the weights of `net` to `path` (safetensors with `meta`, atomically), creating its
@@ -336,32 +450,8 @@ impl Stored {
         let expected = params::to_host(&net)?;
         let mut stored = Vec::with_capacity(expected.len());
         for p in &expected {
-            let view = st
-                .tensor(&p.name)
-                .map_err(|_| bad(path, format!("tensor {} is missing", p.name)))?;
-            if view.dtype() != Dtype::F32 || view.shape() != p.shape.as_slice() {
-                return Err(bad(
-                    path,
-                    format!(
-                        "tensor {} is {:?} {:?}, expected F32 {:?}",
-                        p.name,
-                        view.dtype(),
-                        view.shape(),
-                        p.shape
-                    ),
-                ));
-            }
-            let data: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if let Some(v) = data.iter().find(|v| !v.is_finite()) {
-                return Err(bad(
-                    path,
-                    format!("tensor {} holds a non-finite value {v}", p.name),
-                ));
-            }
+            let data = checked_f32(&st, &p.name, &p.shape)
+                .map_err(|e| bad(path, e.describe(&p.name, &p.shape)))?;
             stored.push(HostParam {
                 name: p.name.clone(),
                 shape: p.shape.clone(),

@@ -7,6 +7,7 @@ pub mod layers;
 pub mod mlp;
 pub mod optim;
 pub mod params;
+pub mod stored_tensor;
 pub mod toy_denoiser;
 pub mod unet;
 pub mod unet_fused;

@@ -14,6 +14,7 @@ use super::params::HostParam;
 use crate::data::fingerprint::fnv1a;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
+use crate::models::stored_tensor::f32_values;
 
 /// The counters of a checkpoint (its JSON sidecar).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,17 +157,8 @@ pub fn load(dir: &Path, step: u64) -> Result<Checkpoint> {
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut named: Vec<(String, HostParam)> = Vec::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(bad(format!(
-                "tensor {name} is {:?}, expected F32",
-                view.dtype()
-            )));
-        }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let data = f32_values(&view)
+            .map_err(|_| bad(format!("tensor {name} is {:?}, expected F32", view.dtype())))?;
         named.push((
             name.clone(),
             HostParam {

@@ -373,6 +373,24 @@ impl RunConfig {
         if !(self.data.window_buffer.is_finite() && self.data.window_buffer >= 1.0) {
             return Err(invalid("data.window_buffer", "must be finite and ≥ 1"));
         }
+        use crate::diffusion::noise::ScheduleKind;
+        if !self.data.windows.is_empty()
+            && matches!(
+                self.diffusion.schedule.kind,
+                ScheduleKind::Adaptive | ScheduleKind::Infonoise
+            )
+        {
+            // Ambient-Omni item: adaptive schedules observe clean examples only, or refuse.
+            // The loop's observation carries no per-row cleanliness, so this refuses.
+            return Err(invalid(
+                "diffusion.schedule.kind",
+                "an adaptive schedule (adaptive, infonoise) fits π to the x0-errors it \
+                 observes, and with data.windows the examples above their noise floor train \
+                 on noisy (ambient) targets, whose errors hold the target's own noise: the \
+                 per-σ profile would measure the corruption, not the data; use lognormal or \
+                 laplace with data.windows, or drop the windows",
+            ));
+        }
         let r = &self.reweight;
         match r.method.as_str() {
             "none" => {}
@@ -742,6 +760,20 @@ mod tests {
         assert_eq!(w.reweight.smoothing, 1e-3);
         let back = super::RunConfig::from_toml(&w.to_toml().expect("toml")).expect("round trip");
         assert_eq!(back, w);
+        // Noise windows with an adaptive schedule are refused, naming the key and the fix.
+        for kind in ["adaptive", "infonoise"] {
+            let e = w
+                .with_overrides(&[format!("diffusion.schedule.kind={kind}")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("diffusion.schedule.kind") && e.contains("lognormal"),
+                "{e}"
+            );
+        }
+        assert!(w
+            .with_overrides(&["diffusion.schedule.kind=laplace".into()])
+            .is_ok());
         // Ten keys set, and the other keys of the [reweight] and [data.corrupt] sections
         // (smoothing; sigma, quality, length, angle, angle_spread, seed), which the default
         // config leaves out with their sections.

@@ -452,7 +452,8 @@ fn frozen_at(
     };
     if !RunDir::new(path).config().exists() {
         return Err(named(Error::Config(
-            "it is not a run directory (no config.toml); train the reference first, e.g.              `curadiff train --preset fmnist-guide --out DIR`"
+            "it is not a run directory (no config.toml); train the reference first, e.g. \
+             `curadiff train --preset fmnist-guide --out DIR`"
                 .into(),
         )));
     }
@@ -461,7 +462,8 @@ fn frozen_at(
     check_fits(set, theirs, "the training data").map_err(named)?;
     if ours.num_classes != theirs.num_classes {
         return Err(named(Error::Config(format!(
-            "it is conditioned on {} classes and this run on {}; the reference must be              trained on the same task",
+            "it is conditioned on {} classes and this run on {}; the reference must be \
+             trained on the same task",
             theirs.num_classes, ours.num_classes
         ))));
     }
@@ -617,6 +619,44 @@ mod tests {
         write_grid(&cfg, &la, &pa).unwrap();
         write_grid(&cfg, &lb, &pb).unwrap();
         assert_eq!(std::fs::read(pa).unwrap(), std::fs::read(pb).unwrap());
+        for d in [a, b] {
+            std::fs::remove_dir_all(d).ok();
+        }
+    }
+
+    #[test]
+    fn a_longer_duration_extends_a_finished_run_to_the_longer_runs_weights() {
+        // A trains 2 steps, then is re-run with 4: it resumes at step 2 and ends with the
+        // weights, EMA and stats of B, trained for 4 steps from the start. A shorter
+        // duration, or another change beside the duration, is still refused.
+        let long = tiny_cfg();
+        let mut short = long.clone();
+        short.train.duration_nimg = 32;
+        let (a, b) = (tmp("ext-a"), tmp("ext-b"));
+        train(&a, &short, &mut Quiet).unwrap();
+        let oa = train(&a, &long, &mut Quiet).unwrap();
+        assert_eq!(oa.resumed_from, Some(2));
+        assert_eq!(oa.counters.nimg, 64);
+        train(&b, &long, &mut Quiet).unwrap();
+        let (ca, la, _) = load(&a, None).unwrap();
+        let (_, lb, _) = load(&b, None).unwrap();
+        assert_eq!(ca.train.duration_nimg, 64);
+        assert_eq!(la.to_groups().unwrap(), lb.to_groups().unwrap());
+        let stats = |d: &Path| -> Vec<(u64, f64)> {
+            crate::train::stats::read(&d.join("stats.jsonl"))
+                .unwrap()
+                .iter()
+                .map(|l| (l.nimg, l.loss))
+                .collect()
+        };
+        assert_eq!(stats(&a), stats(&b));
+        let e = train(&a, &short, &mut Quiet).unwrap_err().to_string();
+        assert!(e.contains("train.duration_nimg"), "{e}");
+        let mut other = long.clone();
+        other.train.duration_nimg = 128;
+        other.train.lr.lr *= 2.0;
+        let e = train(&a, &other, &mut Quiet).unwrap_err().to_string();
+        assert!(e.contains("train.lr.lr"), "{e}");
         for d in [a, b] {
             std::fs::remove_dir_all(d).ok();
         }

@@ -132,10 +132,20 @@ impl RunDir {
 }
 
 /// Writes `config.toml` for a new run, or checks that an existing run has the same config.
+/// The one change allowed is a longer `train.duration_nimg`: the run is extended (nothing of
+/// the learning rate, the EMA, the noise schedule or the data order depends on the
+/// duration, so the extended run is the run that had the longer duration from its start).
 pub(crate) fn claim(run: &RunDir, cfg: &RunConfig) -> Result<()> {
     crate::fsutil::create_dir(&run.root)?;
     if run.config().exists() {
         let stored = run.read_config()?;
+        let mut same_length = cfg.clone();
+        same_length.train.duration_nimg = stored.train.duration_nimg;
+        if cfg.train.duration_nimg > stored.train.duration_nimg
+            && stored.diff(&same_length).is_empty()
+        {
+            return crate::fsutil::write_atomic(&run.config(), cfg.to_toml()?.as_bytes());
+        }
         let diff = stored.diff(cfg);
         if !diff.is_empty() {
             return Err(Error::ConfigMismatch {

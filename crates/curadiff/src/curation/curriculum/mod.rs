@@ -11,7 +11,16 @@
 //! The sampling itself is the guided Heun sampler started part-way
 //! ([`crate::train::image::sample_images_from`]); `curadiff synth` runs the whole chain
 //! ([`crate::synthjob`]).
+//!
+//! The classifier then trains on a curriculum over λ ([`arm`]): the fixed "diverse →
+//! specific" order ([`fixed`]), the adaptive choice by held-out progress ([`adaptive`]), or a
+//! baseline (real only, class-balanced resampling ([`balanced`]), or all synthetic images in
+//! one stage), each in stages of the one stateful trainer ([`crate::eval::staged`]).
+pub mod adaptive;
+pub mod arm;
+pub mod balanced;
 pub mod filter;
+pub mod fixed;
 pub mod hard;
 pub mod spectrum;
 pub mod strength;

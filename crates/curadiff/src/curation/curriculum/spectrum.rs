@@ -78,6 +78,10 @@ pub struct SpectrumMeta {
     pub tau: f64,
     /// Seconds of synthesis (sampling and filtering), for the `curate` phase.
     pub seconds: f64,
+    /// Seconds that choosing the hard examples took (`curadiff hard`'s sidecar; 0 when
+    /// unknown), also curation.
+    #[serde(default)]
+    pub hard_seconds: f64,
     /// Images sampled per second (sampling alone).
     pub images_per_second: f64,
     pub rows: Vec<SpectrumRow>,
@@ -266,6 +270,7 @@ pub(crate) mod tests {
             filter: "lt.safetensors".into(),
             tau: 0.5,
             seconds: 1.25,
+            hard_seconds: 0.5,
             images_per_second: 10.0,
             rows,
         }
