@@ -61,15 +61,16 @@ pub const PRESETS: &[Preset] = &[
         name: "fmnist-lt",
         about: "the `fmnist` network on long-tailed Fashion-MNIST (ρ = 100, label order: \
                 6000 T-shirt/top … 60 Ankle boot, 14,886 images, cut by data.subset_seed = \
-                0): the DisCL generator; not trained yet, train until CFG samples are \
-                classified as their class ≥ 80% (README, \"Diffusion curriculum\")",
+                0): the DisCL generator, 409,600 images; trained only with the hard tail \
+                (`fmnist-lt-hard`), where it reaches the ≥ 80% CFG criterion",
         build: fmnist_lt,
     },
     Preset {
         name: "fmnist-lt-hard",
         about: "`fmnist-lt` with the hard classes in the tail (data.class_order = Trouser, Bag, \
-                Sandal, Ankle boot, Sneaker, Dress, T-shirt/top, Coat, Pullover, Shirt); not \
-                trained yet",
+                Sandal, Ankle boot, Sneaker, Dress, T-shirt/top, Coat, Pullover, Shirt); \
+                409,600 images (43 minutes in bf16 on 2 shared cores): CFG w = 2 samples 83.6% \
+                classified as their class (Coat 50%, Shirt 52%), FD 24.9 (RESULTS.md, DisCL)",
         build: fmnist_lt_hard,
     },
 ];
@@ -300,6 +301,9 @@ fn fmnist_lt() -> RunConfig {
     c.preset = "fmnist-lt".into();
     c.data.imbalance_ratio = 100.0;
     c.data.subset_seed = Some(0);
+    // 3,200 steps (27.5 epochs of the 14,886 images): where CFG samples of `fmnist-lt-hard`
+    // first measured ≥ 80% correct (0.69 at 1,600 steps).
+    c.train.duration_nimg = 3200 * c.train.batch as u64;
     c
 }
 
