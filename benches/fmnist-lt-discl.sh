@@ -1,7 +1,9 @@
 #!/bin/sh
 # The curation behind benches/fmnist-lt-discl.toml (DisCL on long-tailed Fashion-MNIST with the
 # hard classes in the tail, preset fmnist-lt-hard):
-#   sh benches/fmnist-lt-discl.sh [CURADIFF] [OUT]
+#   sh benches/fmnist-lt-discl.sh [CURADIFF] [OUT] [PRESET]
+# PRESET fmnist-lt (label order: easy classes in the tail) with OUT runs/label feeds
+# benches/fmnist-lt-discl-label.toml.
 # 1. the generator: the `fmnist` U-Net (bf16) on the long-tailed set alone, 409,600 images
 #    (3,200 steps of 128, 27.5 epochs of its 14,886 images), snapshots at 102,400 and
 #    153,600 images; CFG (w = 2) samples of every snapshot are classified by the metrics'
@@ -16,9 +18,10 @@
 set -eu
 BIN=${1:-target/release/curadiff}
 OUT=${2:-runs}
+PRESET=${3:-fmnist-lt-hard}
 mkdir -p "$OUT"
 "$BIN" classifier
-"$BIN" train --preset fmnist-lt-hard --out "$OUT/lt-gen" --set unet.precision=bf16 \
+"$BIN" train --preset "$PRESET" --out "$OUT/lt-gen" --set unet.precision=bf16 \
     --set train.duration_nimg=409600 --set 'train.snapshot_nimg=[102400,153600]'
 "$BIN" eval images --run "$OUT/lt-gen" --snapshots --cfg 2 --n 1000
 "$BIN" classifier --run "$OUT/lt-gen" --out "$OUT/lt-filter.safetensors"

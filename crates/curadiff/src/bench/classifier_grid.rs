@@ -477,6 +477,10 @@ steps = 90
         assert_eq!((g.arms.len(), g.seeds.len()), (8, 3));
         assert!(g.arms.iter().all(|a| a.config.steps == 600));
         assert_eq!(g.arms[6].config.lambdas, [0.5]);
+        let label = include_str!("../../../../benches/fmnist-lt-discl-label.toml");
+        let l = ClassifierGrid::parse(label, p).unwrap();
+        assert_eq!(l.arms, g.arms);
+        assert_eq!(l.run.as_deref(), Some(Path::new("runs/label/lt-gen")));
     }
 
     #[test]
