@@ -2,7 +2,7 @@
 //! where a complete one is expected.
 
 use crate::error::{Error, Result};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
@@ -24,10 +24,63 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Appends `lines` (complete lines, each ending in a newline) to the record file `path` with
+/// one write, then syncs, creating the file. A torn last line left by a kill is closed first,
+/// so the new lines start on a line of their own (readers skip the torn one).
+pub fn append_lines(path: &Path, lines: &str) -> Result<()> {
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    let mut text = String::with_capacity(lines.len() + 1);
+    if f.metadata().map_err(io)?.len() > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::End(-1)).map_err(io)?;
+        f.read_exact(&mut last).map_err(io)?;
+        if last[0] != b'\n' {
+            text.push('\n');
+        }
+    }
+    text.push_str(lines);
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_data().map_err(io)
+}
+
 /// Creates a folder and its parents, naming it in the error.
 pub fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_lines_start_a_fresh_line_after_a_torn_one() {
+        let p = std::env::temp_dir().join(format!("curadiff-append-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        append_lines(&p, "a\n").unwrap();
+        append_lines(&p, "b\nc\n").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"{\"torn")
+            .unwrap();
+        append_lines(&p, "d\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "a\nb\nc\n{\"torn\nd\n"
+        );
+        std::fs::remove_file(p).ok();
+    }
 }

@@ -23,7 +23,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::curation::curriculum::arm::{run_arm, ArmConfig, ArmResult};
@@ -208,27 +207,9 @@ pub fn read_lines(path: &Path) -> Result<Vec<CellLine>> {
 }
 
 fn append(path: &Path, line: &CellLine) -> Result<()> {
-    let io = |e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
     let mut text = serde_json::to_string(line).map_err(|e| Error::Model(e.to_string()))?;
     text.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    // A torn line left by a kill would glue onto this one: start on a fresh line.
-    let len = f.metadata().map_err(io)?.len();
-    if len > 0 {
-        let existing = std::fs::read(path).map_err(io)?;
-        if existing.last() != Some(&b'\n') {
-            text.insert(0, '\n');
-        }
-    }
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_data().map_err(io)
+    crate::fsutil::append_lines(path, &text)
 }
 
 /// Runs every cell of `grid` not yet complete in `out/results.jsonl`, then writes and
@@ -418,6 +399,7 @@ pub fn report(grid: &ClassifierGrid, lines: &[CellLine], pool: &ImageSet) -> Str
 mod tests {
     use super::*;
     use crate::curation::curriculum::arm::ArmKind;
+    use std::io::Write;
 
     const GRID: &str = r#"
 kind = "classifier"

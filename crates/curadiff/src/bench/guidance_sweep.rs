@@ -6,7 +6,6 @@
 //! Fashion-MNIST test split; `results.jsonl` gets one line per point (a re-run skips the points
 //! already there) and `results.md` the table sorted by FD.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -185,19 +184,9 @@ pub fn read_results(path: &Path) -> Result<Vec<Point>> {
 }
 
 fn append(path: &Path, p: &Point) -> Result<()> {
-    let io = |e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
     let mut line = serde_json::to_string(p).map_err(|e| Error::Model(e.to_string()))?;
     line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(line.as_bytes()).map_err(io)?;
-    f.sync_data().map_err(io)
+    crate::fsutil::append_lines(path, &line)
 }
 
 fn load_reference(c: &SweepConfig) -> Result<(Classifier, ImageSet)> {

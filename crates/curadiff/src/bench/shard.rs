@@ -27,7 +27,6 @@
 //! first rename wins.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::grid::{Grid, ResultLine};
@@ -297,17 +296,7 @@ pub fn append_cell(path: &Path, lines: &[ResultLine]) -> Result<()> {
         text.push_str(&serde_json::to_string(l).map_err(|e| Error::Model(e.to_string()))?);
         text.push('\n');
     }
-    let io = |e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.sync_data().map_err(io)
+    crate::fsutil::append_lines(path, &text)
 }
 
 /// What [`merge`] found.

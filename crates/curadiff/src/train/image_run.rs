@@ -577,6 +577,15 @@ mod tests {
         d
     }
 
+    /// (images, loss) of every line of a run's stats.jsonl.
+    fn stats(d: &Path) -> Vec<(u64, f64)> {
+        crate::train::stats::read(&d.join("stats.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|l| (l.nimg, l.loss))
+            .collect()
+    }
+
     #[test]
     fn an_interrupted_image_run_resumes_to_the_same_weights() {
         // Run A trains 4 steps (checkpoints at steps 2 and 4). B is A's directory with the
@@ -606,13 +615,6 @@ mod tests {
         let ca = checkpoint::latest(&a.join("checkpoints")).unwrap().unwrap();
         let cb = checkpoint::latest(&b.join("checkpoints")).unwrap().unwrap();
         assert_eq!(ca.meta.extra, cb.meta.extra);
-        let stats = |d: &Path| -> Vec<(u64, f64)> {
-            crate::train::stats::read(&d.join("stats.jsonl"))
-                .unwrap()
-                .iter()
-                .map(|l| (l.nimg, l.loss))
-                .collect()
-        };
         assert_eq!(stats(&a), stats(&b));
         // The same samples from both.
         let (pa, pb) = (a.join("grid.png"), b.join("grid.png"));
@@ -642,13 +644,6 @@ mod tests {
         let (_, lb, _) = load(&b, None).unwrap();
         assert_eq!(ca.train.duration_nimg, 64);
         assert_eq!(la.to_groups().unwrap(), lb.to_groups().unwrap());
-        let stats = |d: &Path| -> Vec<(u64, f64)> {
-            crate::train::stats::read(&d.join("stats.jsonl"))
-                .unwrap()
-                .iter()
-                .map(|l| (l.nimg, l.loss))
-                .collect()
-        };
         assert_eq!(stats(&a), stats(&b));
         let e = train(&a, &short, &mut Quiet).unwrap_err().to_string();
         assert!(e.contains("train.duration_nimg"), "{e}");
@@ -790,13 +785,6 @@ mod tests {
         let (_, la, _) = load(&a, None).unwrap();
         let (_, lb, _) = load(&b, None).unwrap();
         assert_eq!(la.to_groups().unwrap(), lb.to_groups().unwrap());
-        let stats = |d: &Path| -> Vec<(u64, f64)> {
-            crate::train::stats::read(&d.join("stats.jsonl"))
-                .unwrap()
-                .iter()
-                .map(|l| (l.nimg, l.loss))
-                .collect()
-        };
         assert_eq!(stats(&a), stats(&b));
         for d in [a, b] {
             std::fs::remove_dir_all(d).ok();
