@@ -6,8 +6,12 @@ use anyhow::{Context, Result};
 use curadiff::ambientjob::{self, AnnotateRequest, FloorSource};
 use curadiff::curation::ambient::annotate::AnnotateConfig;
 use curadiff::curation::ambient::classifier::NoiseClassifierConfig;
+use curadiff::curation::ambient::crops::CropConfig;
+use curadiff::curation::ambient::locality::LocalityConfig;
 use curadiff::curation::ambient::threshold::ThresholdConfig;
 use curadiff::data::corrupt::config::CorruptConfig;
+use curadiff::data::extra::ExtraConfig;
+use curadiff::localityjob::{self, CropsRequest};
 use curadiff::train::config::DataConfig;
 use std::path::Path;
 
@@ -172,6 +176,74 @@ pub fn run(what: AmbientWhat) -> Result<()> {
                 eprintln!("warning: {w}");
             }
             println!("{}", serde_json::to_string(&s)?);
+        }
+        AmbientWhat::Crops {
+            source,
+            corrupt,
+            extra,
+            sizes,
+            epochs,
+            batch,
+            lr,
+            seed,
+            threshold,
+            share,
+            floors,
+            out,
+        } => {
+            let mut data = data_config(&source, corruption(&corrupt)?);
+            data.extra = ExtraConfig {
+                kind: extra.kind.clone(),
+                path: extra
+                    .path
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                count: extra.count,
+            };
+            data.extra.validate()?;
+            let req = CropsRequest {
+                data,
+                data_seed: source.pool.data_seed,
+                crops: CropConfig {
+                    sizes,
+                    epochs,
+                    batch,
+                    lr,
+                    seed,
+                    threshold,
+                },
+                locality: LocalityConfig {
+                    share,
+                    ..Default::default()
+                },
+                floors,
+                out: out.clone(),
+            };
+            let mut last = (0, 0);
+            let s = localityjob::crops(&req, &mut |side, done, total, loss| {
+                let pct = 100 * done / total.max(1);
+                if side != last.0 || pct >= last.1 + 25 {
+                    last = (side, pct);
+                    eprintln!("crop classifier {side} px: {pct}% (loss {loss:.4})");
+                }
+            })
+            .with_context(|| format!("annotating crops into {}", out.display()))?;
+            println!("{}", serde_json::to_string(&s)?);
+        }
+        AmbientWhat::Locality {
+            source,
+            share,
+            points,
+        } => {
+            let data = data_config(&source, CorruptConfig::default());
+            let cfg = LocalityConfig {
+                share,
+                points,
+                ..Default::default()
+            };
+            let map = localityjob::locality_map(&data, source.pool.data_seed, &cfg)
+                .context("deriving the locality map")?;
+            println!("{}", serde_json::to_string(&map)?);
         }
     }
     Ok(())

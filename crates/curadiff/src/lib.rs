@@ -10,6 +10,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod imagejob;
+pub mod localityjob;
 pub mod models;
 pub mod plot;
 pub mod rng;

@@ -43,6 +43,10 @@ pub enum Source {
     Synthetic,
     /// A real image degraded on purpose; `kind` names the corruption (e.g. "blur").
     Corrupted { kind: String },
+    /// An image of another data set appended to the pool (`data.extra`, e.g. MNIST digits
+    /// beside Fashion-MNIST); `name` is its source kind. Its label is not the pool's class
+    /// system, so diffusion training drops it (the example trains the unconditional model).
+    OutOfDistribution { name: String },
 }
 
 /// A labelled image set in memory, one entry per example in every per-example vector.

@@ -37,7 +37,6 @@
 //! the metric; see [`crate::curation::prune::feature_net`]).
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -246,32 +245,10 @@ pub fn train(
     })
 }
 
-/// The cache path from the values of `CURADIFF_CACHE`, `XDG_CACHE_HOME` and `HOME`.
-fn cache_path(
-    curadiff_cache: Option<OsString>,
-    xdg_cache_home: Option<OsString>,
-    home: Option<OsString>,
-) -> PathBuf {
-    let set = |v: Option<OsString>| v.filter(|s| !s.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set(curadiff_cache) {
-        return dir.join(FILE_NAME);
-    }
-    if let Some(dir) = set(xdg_cache_home).filter(|p| p.is_absolute()) {
-        return dir.join("curadiff").join(FILE_NAME);
-    }
-    if let Some(home) = set(home) {
-        return home.join(".cache").join("curadiff").join(FILE_NAME);
-    }
-    std::env::temp_dir().join("curadiff").join(FILE_NAME)
-}
-
-/// Where a trained classifier is cached (see the module doc for the rules).
+/// Where a trained classifier is kept for reuse: [`FILE_NAME`] in the cache folder
+/// ([`crate::fsutil::cache_dir`]; the module doc has the rules).
 pub fn default_path() -> PathBuf {
-    cache_path(
-        std::env::var_os("CURADIFF_CACHE"),
-        std::env::var_os("XDG_CACHE_HOME"),
-        std::env::var_os("HOME"),
-    )
+    crate::fsutil::cache_dir().join(FILE_NAME)
 }
 
 /// The seed `curadiff classifier` trains the metric's classifier with by default.
@@ -684,27 +661,6 @@ mod tests {
         assert_eq!(
             s.file_name().unwrap(),
             "fmnist-classifier-seed1.safetensors"
-        );
-    }
-
-    #[test]
-    fn cache_path_rules() {
-        let os = |s: &str| Some(OsString::from(s));
-        assert_eq!(
-            cache_path(os("/c"), os("/x"), os("/h")),
-            PathBuf::from("/c/fmnist-classifier.safetensors")
-        );
-        assert_eq!(
-            cache_path(os(""), os("/x"), os("/h")),
-            PathBuf::from("/x/curadiff/fmnist-classifier.safetensors")
-        );
-        assert_eq!(
-            cache_path(None, os("relative"), os("/h")),
-            PathBuf::from("/h/.cache/curadiff/fmnist-classifier.safetensors")
-        );
-        assert_eq!(
-            cache_path(None, None, None),
-            std::env::temp_dir().join("curadiff/fmnist-classifier.safetensors")
         );
     }
 

@@ -6,6 +6,7 @@
 
 use crate::curation::reweight::config::ReweightConfig;
 use crate::data::corrupt::config::CorruptConfig;
+use crate::data::extra::ExtraConfig;
 use crate::diffusion::DiffusionConfig;
 use crate::error::{Error, Result};
 use crate::models::mlp::MlpConfig;
@@ -84,6 +85,13 @@ pub struct DataConfig {
     /// config.toml. The run records each example's source in `RUN/data/sources.jsonl`.
     #[serde(default, skip_serializing_if = "CorruptConfig::is_default")]
     pub corrupt: CorruptConfig,
+    /// Images: a second source appended to the pool after its corruption (`[data.extra]`:
+    /// kind "mnist" | "npy" | "folder", path, count; see [`crate::data::extra`]), e.g. MNIST
+    /// digits as out-of-distribution data for Ambient-Omni's locality. Its examples train
+    /// without labels, at every σ unless a windows file limits them. Default off, and then
+    /// left out of config.toml.
+    #[serde(default, skip_serializing_if = "ExtraConfig::is_default")]
+    pub extra: ExtraConfig,
 }
 
 /// The target of an example trained above its noise floor.
@@ -368,8 +376,25 @@ impl RunConfig {
                 "the toy draws fresh exact samples and has no images to corrupt; corruptions \
                  are for image data (set it to none)",
             ));
+        } else if self.data.extra.is_on() {
+            return Err(invalid(
+                "data.extra.kind",
+                "the toy has no pool to extend; extra sources are for image data (set it to \
+                 none)",
+            ));
         }
         self.data.corrupt.validate("data.corrupt.")?;
+        self.data.extra.validate()?;
+        if self.data.extra.is_on()
+            && (self.reweight.method != "none" || !self.train.class_weights.is_empty())
+        {
+            return Err(invalid(
+                "data.extra.kind",
+                "class weights (reweight.method, train.class_weights) weigh examples by their \
+                 class, and the examples of an extra source have none of the pool's classes; \
+                 drop the extra source or the class weights",
+            ));
+        }
         if !(self.data.window_buffer.is_finite() && self.data.window_buffer >= 1.0) {
             return Err(invalid("data.window_buffer", "must be finite and ≥ 1"));
         }

@@ -10,7 +10,7 @@
 //! the σ marginal stays the schedule's and a clean example still comes once per epoch.
 
 use crate::curation::targets::{Clean, Targets};
-use crate::data::images::ImageSet;
+use crate::data::images::{ImageSet, Source};
 use crate::data::windows::NoiseWindow;
 use crate::diffusion::noise::NoiseSampler;
 use crate::error::{Error, Result};
@@ -224,7 +224,11 @@ fn fill(
         .iter()
         .map(|&i| {
             let drop = rng.uniform() < label_dropout;
-            set.labels.get(i).map(|&c| c as usize).filter(|_| !drop)
+            let foreign = matches!(set.source[i], Source::OutOfDistribution { .. });
+            set.labels
+                .get(i)
+                .map(|&c| c as usize)
+                .filter(|_| !drop && !foreign)
         })
         .collect();
     ImageBatch {
@@ -278,6 +282,25 @@ mod tests {
             .filter(Option::is_none)
             .count();
         assert!((250..350).contains(&dropped), "{dropped}");
+    }
+
+    #[test]
+    fn examples_of_an_extra_source_train_without_their_label() {
+        let mut set = fixture(20);
+        for s in &mut set.source[10..] {
+            *s = Source::OutOfDistribution {
+                name: "mnist".into(),
+            };
+        }
+        let mut noise = lognormal();
+        let b = image_batch(&set, &mut noise, 0.0, 3, 0, 20).unwrap();
+        for (&i, l) in b.index.iter().zip(&b.labels) {
+            if i < 10 {
+                assert_eq!(*l, Some(set.labels[i] as usize), "example {i}");
+            } else {
+                assert_eq!(*l, None, "example {i}");
+            }
+        }
     }
 
     fn plain<'a>(dropout: f64) -> Draw<'a> {

@@ -80,14 +80,17 @@ pub fn training_data(cfg: &DataConfig, seed: u64) -> Result<TrainingData> {
 
 /// The pool of a run: the source, then the long-tailed cut if asked for (seeded by
 /// `data.subset_seed`, else the run's `seed`, in the order `data.class_order`), then the
-/// corruption of `data.corrupt` (by example id, so the order of the two does not matter).
+/// corruption of `data.corrupt` (by example id, so the order of the two does not matter),
+/// then the examples of `data.extra` appended.
 /// Subset, windows and annotation files refer to its ids and fingerprint.
 pub fn pool(cfg: &DataConfig, seed: u64) -> Result<ImageSet> {
     let clean = clean_pool(cfg, seed)?;
-    if !cfg.corrupt.is_on() {
-        return Ok(clean);
-    }
-    crate::data::corrupt::apply::apply(&clean, &cfg.corrupt)
+    let set = if cfg.corrupt.is_on() {
+        crate::data::corrupt::apply::apply(&clean, &cfg.corrupt)?
+    } else {
+        clean
+    };
+    crate::data::extra::append(set, &cfg.extra)
 }
 
 /// The pool of a run before its corruption: the source and its long-tailed cut.

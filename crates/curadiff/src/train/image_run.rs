@@ -485,11 +485,8 @@ pub fn train(dir: &Path, cfg: &RunConfig, obs: &mut dyn Observer) -> Result<Outc
     let cfg = &with_fingerprint(&run, cfg, &data)?;
     // The task first: its references are loaded and checked before the run is claimed, so
     // a bad reference leaves no run directory behind.
-    let sources = cfg
-        .data
-        .corrupt
-        .is_on()
-        .then(|| crate::data::corrupt::apply::sources(&data.set.ids, &cfg.data.corrupt));
+    let sources = (cfg.data.corrupt.is_on() || cfg.data.extra.is_on())
+        .then(|| crate::data::corrupt::apply::set_sources(&data.set, &cfg.data.corrupt));
     let warnings = data.warnings.clone();
     let mut task = ImageTask::new(cfg, data, dir)?;
     claim(&run, cfg)?;

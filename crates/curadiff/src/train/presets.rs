@@ -113,6 +113,7 @@ fn toy() -> RunConfig {
             window_target: WindowTarget::Ambient,
             fingerprint: String::new(),
             corrupt: Default::default(),
+            extra: Default::default(),
         },
         // The published log-density form, with its output gain kept ≤ 0. From g = 0 the
         // first Adam step gives g the sign of the first gradient, which depends on the
@@ -223,6 +224,7 @@ fn fmnist() -> RunConfig {
         window_target: WindowTarget::Ambient,
         fingerprint: String::new(),
         corrupt: Default::default(),
+        extra: Default::default(),
     };
     c.unet = Some(UnetConfig {
         channels: 16,

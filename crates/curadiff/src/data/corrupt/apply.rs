@@ -11,6 +11,7 @@
 //! ```json
 //! {"id": 12, "source": "corrupted", "kind": "blur", "strength": {"sigma": 1.0}}
 //! {"id": 13, "source": "clean"}
+//! {"id": 2199023255552, "source": "extra", "kind": "mnist"}
 //! ```
 
 use rayon::prelude::*;
@@ -92,9 +93,9 @@ pub fn apply(set: &ImageSet, cfg: &CorruptConfig) -> Result<ImageSet> {
 pub struct SourceRecord {
     /// The example's id.
     pub id: u64,
-    /// "clean" or "corrupted".
+    /// "clean", "corrupted" or "extra" (an example of `data.extra`).
     pub source: String,
-    /// The corruption (`data.corrupt.kind`), for corrupted examples.
+    /// The corruption (`data.corrupt.kind`) of a corrupted example; an extra one's source kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Its strength parameters, e.g. `{"sigma": 1.0}`, for corrupted examples.
@@ -120,6 +121,21 @@ pub fn sources(ids: &[u64], cfg: &CorruptConfig) -> Vec<SourceRecord> {
             },
         })
         .collect()
+}
+
+/// The source record of each example of `set` under `cfg`: as [`sources`], except that the
+/// examples of an extra source ([`Source::OutOfDistribution`], `data.extra`) are
+/// `{"source": "extra", "kind": NAME}` and never corrupted.
+pub fn set_sources(set: &ImageSet, cfg: &CorruptConfig) -> Vec<SourceRecord> {
+    let mut records = sources(&set.ids, cfg);
+    for (r, s) in records.iter_mut().zip(&set.source) {
+        if let Source::OutOfDistribution { name } = s {
+            r.source = "extra".into();
+            r.kind = Some(name.clone());
+            r.strength = None;
+        }
+    }
+    records
 }
 
 /// Writes `records` as JSON Lines at `path` (atomically), creating its folder.
