@@ -193,12 +193,12 @@ pub fn run(what: AmbientWhat) -> Result<()> {
         } => {
             let mut data = data_config(&source, corruption(&corrupt)?);
             data.extra = ExtraConfig {
-                kind: extra.kind.clone(),
+                kind: extra.extra_kind.clone(),
                 path: extra
-                    .path
+                    .extra_path
                     .as_ref()
                     .map_or(String::new(), |p| p.display().to_string()),
-                count: extra.count,
+                count: extra.extra_count,
             };
             data.extra.validate()?;
             let req = CropsRequest {

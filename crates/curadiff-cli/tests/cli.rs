@@ -1819,3 +1819,113 @@ fn corrupt_classify_annotate_and_train_on_the_floors() {
         "[1, 28, 28]",
     );
 }
+
+#[test]
+fn crops_annotate_an_extra_source_and_a_run_trains_with_it() {
+    // The fixture blurred, fixed floors, then the shipped MNIST sample as an extra source:
+    // crop classifiers, ceilings merged with the floors, and a tiny run that reads them.
+    let tmp = TempDir::new("crops");
+    let data = fixture();
+    let d = data.to_str().unwrap();
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../curadiff/tests/data/mnist-sample");
+    let m = mnist.to_str().unwrap();
+    let p = |name: &str| tmp.join(name).to_str().unwrap().to_string();
+    let ok = |args: &[&str]| -> serde_json::Value {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        serde_json::from_str(out.lines().last().unwrap()).unwrap()
+    };
+    let blur = ["--kind", "blur", "--fraction", "0.5", "--corrupt-seed", "3"];
+    let fixed = p("fixed");
+    let mut a = vec![
+        "ambient",
+        "annotate",
+        "--data",
+        d,
+        "--fixed-sigma-tn",
+        "1.5",
+    ];
+    a.extend_from_slice(&blur);
+    a.extend(["--out", &fixed]);
+    ok(&a);
+    let floors = p("fixed/windows.npy");
+    let out = p("crops");
+    let mut a = vec![
+        "ambient",
+        "crops",
+        "--data",
+        d,
+        "--extra",
+        "mnist",
+        "--extra-path",
+        m,
+        "--sizes",
+        "4,28",
+        "--epochs",
+        "1",
+        "--floors",
+        &floors,
+        "--out",
+        &out,
+    ];
+    a.extend_from_slice(&blur);
+    let j = ok(&a);
+    assert_eq!(j["annotated"], 20, "{j}");
+    assert!(j["floors"].as_u64().unwrap() > 50, "{j}");
+    // The map's σ_max grows with the side.
+    let map = j["map"].as_array().unwrap();
+    assert!(
+        map[0][1].as_f64().unwrap() <= map[2][1].as_f64().unwrap(),
+        "{j}"
+    );
+
+    let run_dir = tmp.join("run");
+    let sets = [
+        format!("data.path={d}"),
+        "data.corrupt.kind=blur".into(),
+        "data.corrupt.fraction=0.5".into(),
+        "data.corrupt.seed=3".into(),
+        "data.extra.kind=mnist".into(),
+        format!("data.extra.path={m}"),
+        format!("data.windows={out}/windows.npy"),
+        "unet.channels=4".into(),
+        "unet.mults=[1, 2]".into(),
+        "unet.noise_channels=8".into(),
+        "unet.emb_channels=8".into(),
+        "train.batch=16".into(),
+        "train.duration_nimg=32".into(),
+        "train.log_every_nimg=16".into(),
+        "train.checkpoint_every_nimg=32".into(),
+        "train.sample_every_nimg=0".into(),
+        "sampler.steps=2".into(),
+    ];
+    let mut args = vec![
+        "train",
+        "--preset",
+        "fmnist",
+        "--out",
+        run_dir.to_str().unwrap(),
+    ];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sources = std::fs::read_to_string(run_dir.join("data/sources.jsonl")).unwrap();
+    assert_eq!(sources.lines().count(), 220);
+    let extra = sources
+        .lines()
+        .filter(|l| l.contains(r#""source":"extra","kind":"mnist""#))
+        .count();
+    assert_eq!(extra, 20);
+
+    // An extra source with class weights is refused by key.
+    let run2 = p("run2");
+    let mut args = args.clone();
+    args[4] = &run2;
+    args.extend(["--set", "reweight.method=dro"]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data.extra"), "{}", stderr(&o));
+}

@@ -569,6 +569,11 @@ impl RunConfig {
                     .map_err(|e| Error::Config(format!("cannot represent config: {e}")))?;
                 data.insert("corrupt".into(), d);
             }
+            if !data.contains_key("extra") {
+                let d = toml::Value::try_from(ExtraConfig::default())
+                    .map_err(|e| Error::Config(format!("cannot represent config: {e}")))?;
+                data.insert("extra".into(), d);
+            }
         }
         if let Some(top) = value.as_table_mut() {
             if !top.contains_key("reweight") {
@@ -747,6 +752,25 @@ mod tests {
     /// target, the [reweight] section) can be set with --set, are written once set, and a
     /// default config's toml stays as before.
     #[test]
+    fn the_extra_source_can_be_set_and_round_trips() {
+        let c = preset("fmnist").expect("the fmnist preset");
+        let w = c
+            .with_overrides(&["data.extra.kind=mnist".into(), "data.extra.count=5".into()])
+            .expect("settable keys");
+        assert_eq!(
+            (w.data.extra.kind.as_str(), w.data.extra.count),
+            ("mnist", 5)
+        );
+        let back = super::RunConfig::from_toml(&w.to_toml().expect("toml")).expect("round trip");
+        assert_eq!(back, w);
+        let e = c
+            .with_overrides(&["data.extra.kind=cifar".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.extra.kind") && e.contains("cifar"), "{e}");
+    }
+
+    #[test]
     fn keys_left_out_at_their_defaults_can_be_set() {
         let c = preset("fmnist").expect("the fmnist preset");
         let text = c.to_toml().expect("toml");
@@ -758,6 +782,7 @@ mod tests {
             "window_target",
             "[reweight]",
             "corrupt",
+            "extra",
         ] {
             assert!(!text.contains(k), "{k} in a default config");
         }
