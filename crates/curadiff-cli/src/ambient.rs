@@ -230,6 +230,20 @@ pub fn run(what: AmbientWhat) -> Result<()> {
             .with_context(|| format!("annotating crops into {}", out.display()))?;
             println!("{}", serde_json::to_string(&s)?);
         }
+        AmbientWhat::Histogram { windows, out } => {
+            let mut files = Vec::new();
+            for w in &windows {
+                let Some((label, file)) = w.rsplit_once('=') else {
+                    anyhow::bail!(curadiff::Error::Config(format!(
+                        "--windows {w}: give LABEL=FILE, e.g. --windows 'blur 1=runs/ann/windows.npy'"
+                    )));
+                };
+                files.push((label.to_string(), std::path::PathBuf::from(file)));
+            }
+            let h = ambientjob::floor_histogram(&files, &out)
+                .with_context(|| format!("plotting the floors into {}", out.display()))?;
+            println!("{}", serde_json::to_string(&h)?);
+        }
         AmbientWhat::Locality {
             source,
             share,

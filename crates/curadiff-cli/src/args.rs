@@ -446,6 +446,16 @@ pub enum AmbientWhat {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Plot the noise floors σ_tn of annotation windows files (e.g. one per corruption
+    /// strength) as OUT.svg and OUT.png, and print each file's shares as JSON.
+    Histogram {
+        /// LABEL=FILE, repeatable: a legend label and a windows file of `ambient annotate`.
+        #[arg(long = "windows", value_name = "LABEL=FILE", required = true)]
+        windows: Vec<String>,
+        /// The plot's path without extension.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the locality map of a pool's clean examples (crop side → σ_max, with the
     /// locality curves) as JSON.
     Locality {

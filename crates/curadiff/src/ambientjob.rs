@@ -247,6 +247,77 @@ pub fn annotate(
     })
 }
 
+/// One windows file's floors in [`floor_histogram`].
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorHistogram {
+    pub label: String,
+    pub file: PathBuf,
+    /// Examples the file names.
+    pub examples: usize,
+    /// σ_tn quantiles 0, 0.1, 0.5, 0.9, 1.
+    pub sigma_tn_quantiles: Vec<f64>,
+    /// (σ_tn, share of the examples) for every distinct floor, ascending.
+    pub shares: Vec<(f64, f64)>,
+}
+
+/// The distribution of the noise floors σ_tn of annotation windows files, one per
+/// (label, file) (e.g. one per corruption strength), drawn as `stem.svg` and `stem.png`: the
+/// share of each file's examples at each floor, on a log σ axis. Floors from the classifier
+/// lie on the annotation's σ grid, so shares are per grid point.
+pub fn floor_histogram(files: &[(String, PathBuf)], stem: &Path) -> Result<Vec<FloorHistogram>> {
+    use crate::plot::lines::{line_plot, LinePlot, Series};
+    if files.is_empty() {
+        return Err(Error::Config(
+            "the histogram needs at least one windows file (LABEL=FILE)".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    let mut series = Vec::new();
+    for (k, (label, file)) in files.iter().enumerate() {
+        let (_, rows) = windows::read_rows(file)?;
+        if rows.is_empty() {
+            return Err(Error::BadFile {
+                path: file.clone(),
+                why: "names no example, so it has no floors to show".into(),
+            });
+        }
+        let floors: Vec<f64> = rows.iter().map(|r| r.1.sigma_min).collect();
+        let mut distinct = floors.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        let n = floors.len() as f64;
+        let shares: Vec<(f64, f64)> = distinct
+            .iter()
+            .map(|&v| (v, floors.iter().filter(|&&f| f == v).count() as f64 / n))
+            .collect();
+        series.push(Series {
+            name: label.clone(),
+            color: k,
+            points: shares.iter().map(|&(x, y)| (x, y, 0.0)).collect(),
+        });
+        out.push(FloorHistogram {
+            label: label.clone(),
+            file: file.clone(),
+            examples: floors.len(),
+            sigma_tn_quantiles: quantiles(floors),
+            shares,
+        });
+    }
+    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::fsutil::create_dir(dir)?;
+    }
+    line_plot(
+        &series,
+        &LinePlot {
+            title: "Annotated noise floors σ_tn",
+            xlabel: "σ_tn (log scale)",
+            ylabel: "share of the annotated examples",
+        },
+        stem,
+    )?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +344,36 @@ mod tests {
         d.kind = "npy".into();
         d.path = path.display().to_string();
         d
+    }
+
+    #[test]
+    fn the_floor_histogram_counts_shares_per_floor() {
+        let dir = tmp("hist");
+        let set = noise_images(4, 4, 1);
+        let w = |lo: f64| NoiseWindow {
+            sigma_min: lo,
+            sigma_max: 0.0,
+        };
+        let a = dir.join("a.npy");
+        windows::write(
+            &a,
+            &set,
+            &[(0, w(0.5)), (1, w(0.5)), (2, w(2.0)), (3, w(0.5))],
+            1.0,
+        )
+        .unwrap();
+        let b = dir.join("b.npy");
+        windows::write(&b, &set, &[(0, w(2.0)), (1, w(4.0))], 1.0).unwrap();
+        let stem = dir.join("plot/floors");
+        let h = floor_histogram(&[("weak".into(), a), ("strong".into(), b)], &stem).unwrap();
+        assert_eq!(h[0].shares, vec![(0.5, 0.75), (2.0, 0.25)]);
+        assert_eq!(h[1].shares, vec![(2.0, 0.5), (4.0, 0.5)]);
+        assert_eq!(h[1].sigma_tn_quantiles[4], 4.0);
+        assert!(stem.with_extension("png").is_file() && stem.with_extension("svg").is_file());
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        assert!(svg.contains("strong") && svg.contains("σ_tn"));
+        let e = floor_histogram(&[], &stem).unwrap_err().to_string();
+        assert!(e.contains("LABEL=FILE"), "{e}");
     }
 
     /// Classifier → curves → floors → a windows file the training data reads back; the same

@@ -101,16 +101,10 @@ pub fn write_for(
     crate::fsutil::write_atomic(&sidecar(path), json.as_bytes())
 }
 
-/// The windows of `set` from the file at `path`. The file may be made for `set` itself or
-/// for the pool `set` was cut from (fingerprint `pool`); rows naming examples the set does
-/// not have are then skipped, while a file made for `set` must name only its ids.
-pub fn apply(set: &ImageSet, pool: &str, path: &Path) -> Result<Windows> {
+/// The rows (id, window) of the windows file at `path`, checked (whole ids ≥ 0; finite
+/// σ_min, σ_max ≥ 0), with its sidecar.
+pub fn read_rows(path: &Path) -> Result<(SubsetMeta, Vec<(u64, NoiseWindow)>)> {
     let meta = read_meta(path, "the library's data::windows::write")?;
-    let have = fingerprint(set);
-    let own = meta.fingerprint == have;
-    if !own && meta.fingerprint != pool {
-        return Err(other_data(path, &meta.fingerprint, &have, "windows file"));
-    }
     let (shape, data): (Vec<usize>, Vec<f64>) = match npy::read_any(path)? {
         AnyArray::F64(a) => (a.shape, a.data),
         AnyArray::F32(a) => (a.shape, a.data.into_iter().map(f64::from).collect()),
@@ -132,9 +126,7 @@ pub fn apply(set: &ImageSet, pool: &str, path: &Path) -> Result<Windows> {
             format!("has shape {shape:?}; a windows file has rows (id, sigma_min, sigma_max), shape [k, 3]"),
         ));
     }
-    let pos: HashMap<u64, usize> = set.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let mut windows = vec![NoiseWindow::CLEAN; set.len()];
-    let mut seen = vec![false; set.len()];
+    let mut rows = Vec::with_capacity(shape[0]);
     for (r, row) in data.chunks_exact(3).enumerate() {
         let (id, lo, hi) = (row[0], row[1], row[2]);
         if !(id >= 0.0 && id.fract() == 0.0 && id < 9.0e15) {
@@ -151,7 +143,32 @@ pub fn apply(set: &ImageSet, pool: &str, path: &Path) -> Result<Windows> {
                 ),
             ));
         }
-        let Some(&i) = pos.get(&(id as u64)) else {
+        rows.push((
+            id as u64,
+            NoiseWindow {
+                sigma_min: lo,
+                sigma_max: hi,
+            },
+        ));
+    }
+    Ok((meta, rows))
+}
+
+/// The windows of `set` from the file at `path`. The file may be made for `set` itself or
+/// for the pool `set` was cut from (fingerprint `pool`); rows naming examples the set does
+/// not have are then skipped, while a file made for `set` must name only its ids.
+pub fn apply(set: &ImageSet, pool: &str, path: &Path) -> Result<Windows> {
+    let (meta, rows) = read_rows(path)?;
+    let have = fingerprint(set);
+    let own = meta.fingerprint == have;
+    if !own && meta.fingerprint != pool {
+        return Err(other_data(path, &meta.fingerprint, &have, "windows file"));
+    }
+    let pos: HashMap<u64, usize> = set.ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut windows = vec![NoiseWindow::CLEAN; set.len()];
+    let mut seen = vec![false; set.len()];
+    for (r, (id, w)) in rows.into_iter().enumerate() {
+        let Some(&i) = pos.get(&id) else {
             if own {
                 return Err(bad(
                     path,
@@ -163,10 +180,7 @@ pub fn apply(set: &ImageSet, pool: &str, path: &Path) -> Result<Windows> {
         if std::mem::replace(&mut seen[i], true) {
             return Err(bad(path, format!("names id {id} twice")));
         }
-        windows[i] = NoiseWindow {
-            sigma_min: lo,
-            sigma_max: hi,
-        };
+        windows[i] = w;
     }
     let named = (0..set.len()).filter(|&i| seen[i]).collect();
     Ok(Windows {
