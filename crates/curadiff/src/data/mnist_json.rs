@@ -79,7 +79,7 @@ pub fn load_mnist_digits(dir: &Path) -> Result<ImageSet> {
             ))
         })?;
         let len = SIDE * SIDE;
-        if file.data.is_empty() || file.data.len() % len != 0 {
+        if file.data.is_empty() || !file.data.len().is_multiple_of(len) {
             return Err(bad(format!(
                 "holds {} values, not a whole number (≥ 1) of 28×28 digits",
                 file.data.len()
