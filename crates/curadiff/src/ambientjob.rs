@@ -281,15 +281,16 @@ pub fn floor_histogram(files: &[(String, PathBuf)], stem: &Path) -> Result<Vec<F
                 why: "names no example, so it has no floors to show".into(),
             });
         }
-        let floors: Vec<f64> = rows.iter().map(|r| r.1.sigma_min).collect();
-        let mut distinct = floors.clone();
-        distinct.sort_by(f64::total_cmp);
-        distinct.dedup();
+        let mut floors: Vec<f64> = rows.iter().map(|r| r.1.sigma_min).collect();
+        floors.sort_by(f64::total_cmp);
         let n = floors.len() as f64;
-        let shares: Vec<(f64, f64)> = distinct
-            .iter()
-            .map(|&v| (v, floors.iter().filter(|&&f| f == v).count() as f64 / n))
-            .collect();
+        let mut shares: Vec<(f64, f64)> = Vec::new();
+        for &f in &floors {
+            match shares.last_mut() {
+                Some(last) if last.0 == f => last.1 += 1.0 / n,
+                _ => shares.push((f, 1.0 / n)),
+            }
+        }
         series.push(Series {
             name: label.clone(),
             color: k,
@@ -310,7 +311,7 @@ pub fn floor_histogram(files: &[(String, PathBuf)], stem: &Path) -> Result<Vec<F
         &series,
         &LinePlot {
             title: "Annotated noise floors σ_tn",
-            xlabel: "σ_tn (log scale)",
+            xlabel: "σ_tn",
             ylabel: "share of the annotated examples",
         },
         stem,

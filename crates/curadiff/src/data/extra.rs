@@ -32,7 +32,9 @@ pub struct ExtraConfig {
     /// Where it is; empty for "mnist" means where `scripts/setup-data.sh` installs it.
     #[serde(default)]
     pub path: String,
-    /// Keep the first `count` examples of the source (0: all).
+    /// Keep `count` examples of the source, evenly spaced through it (positions ⌊i·n/count⌋,
+    /// so a source stored class by class, as the MNIST package is, keeps every class); 0 or
+    /// more than it holds: all.
     #[serde(default)]
     pub count: usize,
 }
@@ -101,15 +103,17 @@ impl ExtraConfig {
                 })
             }
         };
-        if self.count > 0 && self.count < set.len() {
-            return Ok(set.subset(&(0..self.count).collect::<Vec<_>>()));
+        let n = set.len();
+        if self.count > 0 && self.count < n {
+            let keep: Vec<usize> = (0..self.count).map(|i| i * n / self.count).collect();
+            return Ok(set.subset(&keep));
         }
         Ok(set)
     }
 }
 
 /// `pool` with the examples of `extra` appended (no-op when off): ids
-/// [`EXTRA_ID_BASE`] + position, sources [`Source::OutOfDistribution`], labels 0 (training
+/// [`EXTRA_ID_BASE`] + their id in the extra source (its position there), sources [`Source::OutOfDistribution`], labels 0 (training
 /// drops them). The images must have the pool's shape.
 pub fn append(pool: ImageSet, extra: &ExtraConfig) -> Result<ImageSet> {
     if !extra.is_on() {
@@ -171,10 +175,20 @@ mod tests {
         assert_eq!(out.len(), 20);
         assert_eq!(out.ids[..5], pool.ids[..]);
         assert_eq!(out.ids[5], EXTRA_ID_BASE);
-        assert_eq!(out.ids[19], EXTRA_ID_BASE + 14);
+        // 15 of 20, evenly spaced: positions ⌊i·20/15⌋, the last 18; every digit kept.
+        assert_eq!(out.ids[19], EXTRA_ID_BASE + 18);
         assert_eq!(out.image(4), pool.image(4));
         let digits = mnist_json::load_mnist_digits(Path::new(&sample().path)).unwrap();
-        assert_eq!(out.image(5 + 7), digits.image(7));
+        assert_eq!(out.image(5 + 7), digits.image(9));
+        let mut classes: Vec<u32> = out.ids[5..]
+            .iter()
+            .map(|&id| digits.labels[(id - EXTRA_ID_BASE) as usize])
+            .collect();
+        classes.dedup();
+        assert_eq!(classes, (0..10).collect::<Vec<u32>>());
+        // Extra examples are outside the pool's classes.
+        assert_eq!(out.class_counts(), pool.class_counts());
+        assert!(out.is_foreign(5) && !out.is_foreign(4));
         assert!(out.source[5..].iter().all(|s| *s
             == Source::OutOfDistribution {
                 name: "mnist".into()

@@ -142,11 +142,14 @@ impl ImageSet {
         }
     }
 
-    /// Number of examples of each class, `num_classes` entries.
+    /// Number of examples of each class, `num_classes` entries (examples of an extra source
+    /// not counted).
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes];
-        for &l in &self.labels {
-            counts[l as usize] += 1;
+        for (i, &l) in self.labels.iter().enumerate() {
+            if !self.is_foreign(i) {
+                counts[l as usize] += 1;
+            }
         }
         counts
     }
@@ -155,9 +158,17 @@ impl ImageSet {
     pub fn indices_by_class(&self) -> Vec<Vec<usize>> {
         let mut by = vec![Vec::new(); self.num_classes];
         for (i, &l) in self.labels.iter().enumerate() {
-            by[l as usize].push(i);
+            if !self.is_foreign(i) {
+                by[l as usize].push(i);
+            }
         }
         by
+    }
+
+    /// Whether example `i` comes from an extra source ([`Source::OutOfDistribution`]): its
+    /// label is not one of the set's classes, so class counts and class lists leave it out.
+    pub fn is_foreign(&self, i: usize) -> bool {
+        matches!(self.source.get(i), Some(Source::OutOfDistribution { .. }))
     }
 
     /// The same set with every example marked as coming from `source`.

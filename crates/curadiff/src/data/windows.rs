@@ -105,9 +105,13 @@ pub fn write_for(
 /// σ_min, σ_max ≥ 0), with its sidecar.
 pub fn read_rows(path: &Path) -> Result<(SubsetMeta, Vec<(u64, NoiseWindow)>)> {
     let meta = read_meta(path, "the library's data::windows::write")?;
+    let mut float32 = false;
     let (shape, data): (Vec<usize>, Vec<f64>) = match npy::read_any(path)? {
         AnyArray::F64(a) => (a.shape, a.data),
-        AnyArray::F32(a) => (a.shape, a.data.into_iter().map(f64::from).collect()),
+        AnyArray::F32(a) => {
+            float32 = true;
+            (a.shape, a.data.into_iter().map(f64::from).collect())
+        }
         other => {
             return Err(bad(
                 path,
@@ -127,13 +131,31 @@ pub fn read_rows(path: &Path) -> Result<(SubsetMeta, Vec<(u64, NoiseWindow)>)> {
         ));
     }
     let mut rows = Vec::with_capacity(shape[0]);
+    let mut seen = std::collections::HashSet::new();
     for (r, row) in data.chunks_exact(3).enumerate() {
         let (id, lo, hi) = (row[0], row[1], row[2]);
-        if !(id >= 0.0 && id.fract() == 0.0 && id < 9.0e15) {
+        if !(id >= 0.0 && id.fract() == 0.0) {
             return Err(bad(
                 path,
                 format!("row {r}: id {id} is not a whole number ≥ 0"),
             ));
+        }
+        if id >= 9.0e15 || (float32 && id > 16_777_216.0) {
+            return Err(bad(
+                path,
+                format!(
+                    "row {r}: id {id} is too large to be held exactly ({}); write the file as \
+                     float64",
+                    if float32 {
+                        "float32 holds whole numbers exactly only up to 2^24"
+                    } else {
+                        "ids go up to 9e15"
+                    }
+                ),
+            ));
+        }
+        if !seen.insert(id as u64) {
+            return Err(bad(path, format!("names id {id} twice")));
         }
         if !(lo.is_finite() && lo >= 0.0 && hi.is_finite() && hi >= 0.0) {
             return Err(bad(
@@ -236,6 +258,20 @@ mod tests {
         let d = std::env::temp_dir().join(format!("curadiff-windows-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d.join(name)
+    }
+
+    #[test]
+    fn float32_files_with_ids_past_2_24_and_repeated_ids_are_refused() {
+        let set = toy_set(&[3]);
+        let path = tmp("f32.npy");
+        write(&path, &set, &[], 0.0).unwrap();
+        let big = (1u64 << 41) as f32;
+        npy::write_f32(&path, &[1, 3], &[big, 1.0, 0.0]).unwrap();
+        let e = read_rows(&path).unwrap_err().to_string();
+        assert!(e.contains("float64") && e.contains("2^24"), "{e}");
+        npy::write_f64(&path, &[2, 3], &[7.0, 1.0, 0.0, 7.0, 2.0, 0.0]).unwrap();
+        let e = read_rows(&path).unwrap_err().to_string();
+        assert!(e.contains("names id 7 twice"), "{e}");
     }
 
     #[test]

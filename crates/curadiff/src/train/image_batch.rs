@@ -10,7 +10,7 @@
 //! the σ marginal stays the schedule's and a clean example still comes once per epoch.
 
 use crate::curation::targets::{Clean, Targets};
-use crate::data::images::{ImageSet, Source};
+use crate::data::images::ImageSet;
 use crate::data::windows::NoiseWindow;
 use crate::diffusion::noise::NoiseSampler;
 use crate::error::{Error, Result};
@@ -224,7 +224,7 @@ fn fill(
         .iter()
         .map(|&i| {
             let drop = rng.uniform() < label_dropout;
-            let foreign = matches!(set.source[i], Source::OutOfDistribution { .. });
+            let foreign = set.is_foreign(i);
             set.labels
                 .get(i)
                 .map(|&c| c as usize)
@@ -244,6 +244,7 @@ fn fill(
 mod tests {
     use super::*;
     use crate::curation::ambient::target::Ambient;
+    use crate::data::images::Source;
     use crate::train::image::tests::{fixture, lognormal};
 
     #[test]

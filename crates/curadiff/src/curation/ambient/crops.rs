@@ -68,13 +68,14 @@ impl CropConfig {
         };
         if self.sizes.is_empty()
             || self.sizes.windows(2).any(|w| w[1] <= w[0])
-            || self.sizes[0] == 0
+            || self.sizes[0] < 2
             || self.sizes[self.sizes.len() - 1] > side
         {
             return Err(invalid(
                 "sizes",
                 format!(
-                    "must be ascending crop sides in 1..={side} (the image side); got {:?}",
+                    "must be ascending crop sides in 2..={side} (the image side; side 1 is \
+                     what an image that passes at no side gets); got {:?}",
                     self.sizes
                 ),
             ));
@@ -186,7 +187,8 @@ pub fn train(
             batch: cfg.batch,
             lr: cfg.lr,
             seed: cfg.seed,
-            key: KEY + s as u64,
+            // Apart by 2²⁰ per side: the item orders of pass o use key + o.
+            key: KEY + ((s as u64) << 20),
         };
         let mut fill =
             |step: usize, rows: &[usize], x: &mut Vec<f32>, y: &mut Vec<f32>| -> Result<()> {
@@ -265,6 +267,7 @@ impl CropClassifiers {
                 self.image_shape
             )));
         }
+        self.config.validate(shape[1].min(shape[2]))?;
         let k = self.config.sizes.len();
         let mut out = vec![0.0f32; rows.len() * k];
         // Enough images per pass to fill the inference batches.

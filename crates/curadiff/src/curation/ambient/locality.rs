@@ -141,8 +141,16 @@ pub fn locality_curves(cov: &[f64], side: usize, sigma: &[f64]) -> Result<Vec<Ve
             })
             .collect();
         let scaled = Mat::from_fn(d, d, |i, j| u[(i, j)] * w[j]);
-        let jac = &scaled * u.transpose(); // J(σ), [d, d]
-                                           // inside[s-1]: Σ_p Σ_{q∈W_s(p)} J_pq², from the per-pixel squared weights.
+        let mut jac = Mat::<f64>::zeros(d, d); // J(σ), [d, d]
+        faer::linalg::matmul::matmul(
+            jac.as_mut(),
+            faer::Accum::Replace,
+            scaled.as_ref(),
+            u.transpose(),
+            1.0,
+            faer::Par::Seq,
+        );
+        // inside[s-1]: Σ_p Σ_{q∈W_s(p)} J_pq², from the per-pixel squared weights.
         let mut inside = vec![0.0; side];
         let mut total = 0.0;
         for p in 0..d {
@@ -197,7 +205,7 @@ pub fn sigma_max_from(curves: &[Vec<f64>], sigma: &[f64], share: f64) -> Vec<f64
 /// The stationary covariance of `set`'s images (square, one channel), `[d, d]` row-major with
 /// d = side²: Σ_pq = C(q − p), C(Δ) = (1/(N·d)) Σ_images Σ_p (x_p − m)(x_{p+Δ} − m) over the
 /// pixels p with p + Δ inside the image, m the mean of every pixel of every image.
-pub fn stationary_cov(set: &ImageSet) -> Vec<f64> {
+fn stationary_cov(set: &ImageSet) -> Vec<f64> {
     let side = set.height;
     let d = side * side;
     let n = set.len();
@@ -212,7 +220,8 @@ pub fn stationary_cov(set: &ImageSet) -> Vec<f64> {
         xc.transpose(),
         xc,
         1.0 / (n * d) as f64,
-        faer::Par::rayon(0),
+        // Sequential: the same sums in the same order on any number of threads.
+        faer::Par::Seq,
     );
     // C over offsets (dr, dc) ∈ (−side, side)², indexed (dr + side − 1, dc + side − 1).
     let w = 2 * side - 1;
