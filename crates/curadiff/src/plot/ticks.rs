@@ -41,7 +41,8 @@ pub fn wants_log2(xs: &[f64]) -> bool {
 }
 
 /// The x axis of data values `xs`: log 2 when [`wants_log2`], with the data values as ticks
-/// when there are at most 8 of them (budget points), else powers of two; linear otherwise.
+/// when there are at most 8 of them (budget points), else at most 8 powers of two; linear
+/// otherwise.
 pub fn x_axis(xs: &[f64]) -> Axis {
     if wants_log2(xs) {
         let (lo, hi) = min_max(xs);
@@ -53,9 +54,10 @@ pub fn x_axis(xs: &[f64]) -> Axis {
         let ticks = if distinct.len() <= 8 {
             distinct
         } else {
-            (lo.ceil() as i64..=hi.floor() as i64)
-                .map(|k| k as f64)
-                .collect()
+            // Powers of two, thinned to at most 8 so their labels do not overlap.
+            let (a, b) = (lo.ceil() as i64, hi.floor() as i64);
+            let step = ((b - a + 1) as usize).div_ceil(8).max(1);
+            (a..=b).step_by(step).map(|k| k as f64).collect()
         };
         Axis {
             log2: true,
@@ -175,6 +177,12 @@ mod tests {
         let a = x_axis(&xs);
         assert!(a.ticks.iter().all(|t| t.fract() == 0.0), "{:?}", a.ticks);
         assert_eq!(a.label(10.0), "1024");
+        // 2⁻⁸ … 2⁶ (15 powers): every second one, 8 ticks.
+        let a = x_axis(&(0..24).map(|i| 0.002 * 1.58f64.powi(i)).collect::<Vec<_>>());
+        assert_eq!(
+            a.ticks,
+            (-8..=6).step_by(2).map(|k| k as f64).collect::<Vec<_>>()
+        );
         // A narrow positive range or negative values stay linear.
         assert!(!x_axis(&[10.0, 20.0, 30.0]).log2);
         assert!(!x_axis(&[-3.0, 1.0]).log2);
