@@ -200,7 +200,6 @@ pub fn run(what: AmbientWhat) -> Result<()> {
                     .map_or(String::new(), |p| p.display().to_string()),
                 count: extra.extra_count,
             };
-            data.extra.validate()?;
             let req = CropsRequest {
                 data,
                 data_seed: source.pool.data_seed,

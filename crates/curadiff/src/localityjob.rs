@@ -97,9 +97,7 @@ pub fn crops(
     }
     let set = pool(&req.data, req.data_seed)?;
     req.crops.validate(set.height.min(set.width))?;
-    let inside_rows: Vec<usize> = (0..set.len())
-        .filter(|&i| set.source[i] == Source::Real)
-        .collect();
+    let inside_rows = clean_rows(&set);
     let outside_rows: Vec<usize> = (0..set.len())
         .filter(|&i| matches!(set.source[i], Source::OutOfDistribution { .. }))
         .collect();
@@ -204,10 +202,14 @@ pub fn locality_map(
     cfg: &LocalityConfig,
 ) -> Result<LocalityMap> {
     let set = pool(data, data_seed)?;
-    let rows: Vec<usize> = (0..set.len())
+    locality::derive(&set.subset(&clean_rows(&set)), cfg)
+}
+
+/// The positions of `set`'s clean in-distribution examples (neither corrupted nor extra).
+fn clean_rows(set: &crate::data::images::ImageSet) -> Vec<usize> {
+    (0..set.len())
         .filter(|&i| set.source[i] == Source::Real)
-        .collect();
-    locality::derive(&set.subset(&rows), cfg)
+        .collect()
 }
 
 /// Reads the sidecar of a `crops.npy`.
